@@ -1,0 +1,20 @@
+"""Admin for jobs: read-only, since states come from the workers."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from .models import Job
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = ("id", "task", "owner", "state", "current", "total", "created", "finished")
+    list_filter = ("state", "task")
+    search_fields = ("id", "task", "owner__username")
+    date_hierarchy = "created"
+    readonly_fields = [f.name for f in Job._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

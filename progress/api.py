@@ -1,0 +1,140 @@
+"""The JSON API of the contract: tasks, jobs, cancel, and a job's event stream."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from . import registry, services
+from .conf import progress_settings
+from .exceptions import InvalidParams, JobNotFound, TooManyJobs, UnknownTask
+from .streams import job_events
+
+View = Callable[..., HttpResponse]
+
+_LAUNCH_KEYS = {"task", "params"}
+
+
+class BadRequest(Exception):
+    """A request body the API cannot read."""
+
+
+def _error(status: int, message: str, fields: dict[str, list[str]] | None = None) -> JsonResponse:
+    body: dict[str, Any] = {"error": message}
+    if fields is not None:
+        body["fields"] = fields
+    return JsonResponse(body, status=status)
+
+
+def _raw_json(text: str, status: int = 200) -> HttpResponse:
+    """A response from JSON encoded once already, by the publisher or the store."""
+    return HttpResponse(text, status=status, content_type="application/json")
+
+
+def api_login_required(view: View) -> View:
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return _error(401, "Authentication required.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _read_object(request: HttpRequest) -> dict[str, Any]:
+    limit = progress_settings.MAX_BODY_BYTES
+    try:
+        length = int(request.headers.get("Content-Length") or 0)
+    except ValueError:
+        raise BadRequest("Bad Content-Length.") from None
+    if length > limit:
+        raise BadRequest(f"The body is over {limit} bytes.")
+    try:
+        body = json.loads(request.body or b"{}")
+    except (ValueError, RecursionError):
+        raise BadRequest("The body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object.")
+    return body
+
+
+@require_GET
+@api_login_required
+def tasks(request: HttpRequest) -> HttpResponse:
+    return JsonResponse(
+        {
+            "tasks": [
+                {
+                    "name": spec.name,
+                    "title": spec.title,
+                    "description": spec.description,
+                    "params": spec.params_schema(),
+                }
+                for spec in registry.launchable()
+            ]
+        }
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@api_login_required
+def jobs(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return _raw_json('{"jobs":[' + ",".join(services.list_jobs(request.user)) + "]}")
+    try:
+        body = _read_object(request)
+    except BadRequest as exc:
+        return _error(400, str(exc))
+    unknown = sorted(set(body) - _LAUNCH_KEYS)
+    if unknown:
+        return _error(400, "Unknown fields.", {key: ["Unknown field."] for key in unknown})
+    try:
+        job = services.launch(request.user, body.get("task"), body.get("params"))
+    except UnknownTask as exc:
+        return _error(400, str(exc), {"task": ["Not a task you can launch."]})
+    except InvalidParams as exc:
+        return _error(400, str(exc), exc.fields)
+    except TooManyJobs as exc:
+        return _error(429, str(exc))
+    return _raw_json(services.job_json(job), status=201)
+
+
+@require_GET
+@api_login_required
+def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
+    try:
+        job = services.get_visible_job(request.user, job_id)
+    except JobNotFound as exc:
+        return _error(404, str(exc))
+    return _raw_json(services.job_json(job))
+
+
+@require_POST
+@api_login_required
+def job_cancel(request: HttpRequest, job_id: str) -> HttpResponse:
+    try:
+        job = services.cancel(request.user, job_id)
+    except JobNotFound as exc:
+        return _error(404, str(exc))
+    return _raw_json(services.job_json(job), status=202)
+
+
+@require_GET
+async def job_event_stream(request: HttpRequest, job_id: str) -> HttpResponse:
+    user = await request.auser()
+    if not user.is_authenticated:
+        return _error(401, "Authentication required.")
+    try:
+        job = await services.aget_visible_job(user, job_id)
+    except JobNotFound as exc:
+        return _error(404, str(exc))
+    response = StreamingHttpResponse(job_events(job), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    # Tells nginx not to buffer the stream.
+    response["X-Accel-Buffering"] = "no"
+    return response

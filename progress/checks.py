@@ -1,0 +1,57 @@
+"""System checks that catch a misconfigured progress app before users do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+
+from . import conf
+
+IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
+
+
+@register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Runs with every management command and at server start."""
+    messages: list[CheckMessage] = []
+    try:
+        values = conf.validate(getattr(settings, "PROGRESS", None))
+    except ImproperlyConfigured as exc:
+        return [
+            Error(
+                str(exc),
+                hint="Fix the PROGRESS dict in your settings; see docs/protocol.md.",
+                id="progress.E003",
+            )
+        ]
+    if not values["REDIS_URL"]:
+        messages.append(
+            Error(
+                "PROGRESS['REDIS_URL'] is not set.",
+                hint="Point it at the Redis server of the channel layer.",
+                id="progress.E004",
+            )
+        )
+    layers = getattr(settings, "CHANNEL_LAYERS", {}) or {}
+    backend = (layers.get("default") or {}).get("BACKEND")
+    if not backend:
+        messages.append(
+            Error(
+                "No default channel layer is configured.",
+                hint="Set CHANNEL_LAYERS['default'] to channels_redis.core.RedisChannelLayer.",
+                id="progress.E001",
+            )
+        )
+    elif backend == IN_MEMORY_LAYER:
+        check = Warning if settings.DEBUG else Error
+        messages.append(
+            check(
+                "The in-memory channel layer cannot carry states from Celery workers.",
+                hint="Use channels_redis.core.RedisChannelLayer.",
+                id="progress.W002" if settings.DEBUG else "progress.E002",
+            )
+        )
+    return messages

@@ -1,0 +1,89 @@
+"""The app's settings: one PROGRESS dict in Django settings, read here with defaults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+
+DEFAULTS: dict[str, Any] = {
+    # Redis for job states and socket counts; usually the channel layer's server.
+    "REDIS_URL": None,
+    # Seconds between two published progress states of one job; state changes
+    # and the last state of a burst always go out.
+    "THROTTLE": 0.1,
+    # Seconds between two database writes of a running job's progress.
+    "DB_WRITE_INTERVAL": 2.0,
+    # Finished jobs a socket's snapshot carries besides the unfinished ones.
+    "SNAPSHOT_FINISHED": 20,
+    # Jobs GET /api/jobs/ returns at most, newest first.
+    "LIST_LIMIT": 100,
+    # Seconds a job's latest state stays in Redis after its last change.
+    "STATE_TTL": 7 * 24 * 3600,
+    # Per-user limits; 0 means no limit.
+    "MAX_RUNNING_JOBS": 0,
+    "MAX_SOCKETS": 0,
+    # The largest client WebSocket frame; larger ones close the socket with 1009.
+    "MAX_FRAME_BYTES": 4096,
+    # The largest HTTP request body the JSON API reads.
+    "MAX_BODY_BYTES": 64 * 1024,
+    # Seconds between a socket's re-joins of its groups (channels-redis expires them).
+    "HEARTBEAT": 60.0,
+    # Seconds between SSE keep-alive comments.
+    "SSE_KEEPALIVE": 15.0,
+}
+
+_NUMBERS = {key for key, value in DEFAULTS.items() if isinstance(value, int | float)}
+
+
+def validate(user_settings: object) -> dict[str, Any]:
+    """Merges the user's PROGRESS dict over the defaults; unknown keys and bad values raise."""
+    if user_settings is None:
+        user_settings = {}
+    if not isinstance(user_settings, dict):
+        raise ImproperlyConfigured("PROGRESS must be a dict.")
+    unknown = sorted(set(user_settings) - set(DEFAULTS))
+    if unknown:
+        raise ImproperlyConfigured(
+            f"Unknown PROGRESS setting(s): {', '.join(unknown)}. "
+            f"Valid keys: {', '.join(sorted(DEFAULTS))}."
+        )
+    for key in _NUMBERS & set(user_settings):
+        value = user_settings[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ImproperlyConfigured(f"PROGRESS[{key!r}] must be a number >= 0, not {value!r}.")
+    return {**DEFAULTS, **user_settings}
+
+
+class ProgressSettings:
+    """Attribute access to the PROGRESS settings, re-read when tests override them."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] | None = None
+
+    def _values(self) -> dict[str, Any]:
+        if self._cache is None:
+            self._cache = validate(getattr(settings, "PROGRESS", None))
+        return self._cache
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"No PROGRESS setting named {name!r}.")
+        return self._values()[name]
+
+    def reload(self) -> None:
+        self._cache = None
+
+
+progress_settings = ProgressSettings()
+
+
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    """Runs when a test overrides settings."""
+    if setting == "PROGRESS":
+        progress_settings.reload()
+
+
+setting_changed.connect(_reload)

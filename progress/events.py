@@ -1,0 +1,280 @@
+"""The wire format: job states, event and error names, frames, group names and keys."""
+
+from __future__ import annotations
+
+import enum
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+
+class State(enum.StrEnum):
+    """The states of a job, as the contract names them."""
+
+    PENDING = "PENDING"
+    STARTED = "STARTED"
+    PROGRESS = "PROGRESS"
+    RETRY = "RETRY"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    REVOKED = "REVOKED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset({State.SUCCESS, State.FAILURE, State.REVOKED})
+
+
+class EventType(enum.StrEnum):
+    """The `type` of a frame the server sends."""
+
+    SNAPSHOT = "snapshot"
+    JOB = "job"
+    ERROR = "error"
+
+
+class Action(enum.StrEnum):
+    """The `action` of a frame a client sends."""
+
+    SUBSCRIBE = "subscribe"
+    UNSUBSCRIBE = "unsubscribe"
+    CANCEL = "cancel"
+
+
+class ErrorCode(enum.StrEnum):
+    """The `error` of an error frame."""
+
+    NOT_FOUND = "not_found"
+    BAD_JSON = "bad_json"
+    BAD_FRAME = "bad_frame"
+    UNKNOWN_ACTION = "unknown_action"
+    TOO_MANY_SOCKETS = "too_many_sockets"
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes the server uses."""
+
+    MESSAGE_TOO_BIG = 1009
+    TOO_MANY_SOCKETS = 4429
+
+
+# The channel-layer message type that carries a job state; Channels routes it
+# to the consumer method `progress_job`.
+LAYER_JOB_MESSAGE = "progress.job"
+
+
+class JobDict(TypedDict):
+    """A job as the contract shows it, over HTTP and WebSocket alike."""
+
+    id: str
+    task: str
+    state: str
+    current: float
+    total: float | None
+    percent: float | None
+    message: str
+    seq: int
+    ts: float
+    eta: float | None
+    rate: float | None
+    result: Any
+    error: str | None
+    created: str
+    started: str | None
+    finished: str | None
+
+
+class LayerJobMessage(TypedDict):
+    """What the publisher puts into the channel layer for each new state."""
+
+    type: str
+    job_id: str
+    seq: int
+    final: bool
+    json: str
+
+
+def user_group(user_id: int) -> str:
+    """The group of every socket a user holds open."""
+    return f"progress.user.{int(user_id)}"
+
+
+def job_group(job_id: uuid.UUID | str) -> str:
+    """The group of sockets and streams watching one job; built only from a valid UUID."""
+    return f"progress.job.{uuid.UUID(str(job_id)).hex}"
+
+
+def state_key(job_id: uuid.UUID | str) -> str:
+    """The Redis key that holds a job's latest state and its seq."""
+    return f"progress:job:{uuid.UUID(str(job_id)).hex}"
+
+
+def sockets_key(user_id: int) -> str:
+    """The Redis key that counts a user's open sockets."""
+    return f"progress:sockets:{int(user_id)}"
+
+
+def _number(value: float | None) -> float | int | None:
+    """Whole numbers go out as integers, so that 3.0 reads as 3."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+@dataclass(slots=True)
+class JobState:
+    """One state of a job, everything but its seq, which the state store assigns."""
+
+    id: str
+    owner_id: int
+    task: str
+    state: State
+    current: float = 0
+    total: float | None = None
+    message: str = ""
+    ts: float = 0.0
+    eta: float | None = None
+    rate: float | None = None
+    result: Any = None
+    error: str | None = None
+    created: str = ""
+    started: str | None = None
+    finished: str | None = None
+
+    @property
+    def percent(self) -> float | None:
+        if not self.total or self.total <= 0:
+            return None
+        return round(min(100.0, max(0.0, self.current * 100.0 / self.total)), 2)
+
+    @property
+    def is_final(self) -> bool:
+        return self.state.is_final
+
+    def encode(self) -> tuple[str, str]:
+        """The job's JSON split where its seq goes, so Redis can number it atomically."""
+        head = {
+            "id": self.id,
+            "task": self.task,
+            "state": self.state.value,
+            "current": _number(self.current),
+            "total": _number(self.total),
+            "percent": self.percent,
+            "message": self.message,
+        }
+        tail = {
+            "ts": self.ts,
+            "eta": None if self.eta is None else round(self.eta, 1),
+            "rate": None if self.rate is None else round(self.rate, 3),
+            "result": self.result,
+            "error": self.error,
+            "created": self.created,
+            "started": self.started,
+            "finished": self.finished,
+        }
+        return _dumps(head)[:-1] + ',"seq":', "," + _dumps(tail)[1:]
+
+    def to_json(self, seq: int) -> str:
+        head, tail = self.encode()
+        return f"{head}{int(seq)}{tail}"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], owner_id: int) -> JobState:
+        """Rebuilds a state from its contract JSON, to derive a new state from the latest one."""
+        return cls(
+            id=data["id"],
+            owner_id=owner_id,
+            task=data["task"],
+            state=State(data["state"]),
+            current=data.get("current") or 0,
+            total=data.get("total"),
+            message=data.get("message") or "",
+            ts=data.get("ts") or 0.0,
+            eta=data.get("eta"),
+            rate=data.get("rate"),
+            result=data.get("result"),
+            error=data.get("error"),
+            created=data.get("created") or "",
+            started=data.get("started"),
+            finished=data.get("finished"),
+        )
+
+
+def job_frame(job_json: str) -> str:
+    """`{"type": "job", "job": ...}` around a job already encoded once."""
+    return f'{{"type":"{EventType.JOB.value}","job":{job_json}}}'
+
+
+def snapshot_frame(job_jsons: list[str]) -> str:
+    """`{"type": "snapshot", "jobs": [...]}` around jobs already encoded once."""
+    return f'{{"type":"{EventType.SNAPSHOT.value}","jobs":[{",".join(job_jsons)}]}}'
+
+
+def error_frame(code: ErrorCode, detail: str) -> str:
+    return _dumps({"type": EventType.ERROR.value, "error": code.value, "detail": detail})
+
+
+@dataclass(frozen=True, slots=True)
+class ClientFrame:
+    """A frame a client sent, parsed and checked."""
+
+    action: Action
+    job: str
+
+
+class FrameError(Exception):
+    """A client frame the server cannot take; the socket stays open unless close_code is set."""
+
+    def __init__(self, code: ErrorCode, detail: str, close_code: CloseCode | None = None) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.close_code = close_code
+
+
+def parse_client_frame(text: str | None, data: bytes | None, max_bytes: int) -> ClientFrame:
+    """Parses one client frame, raising FrameError for anything the protocol does not allow."""
+    if text is None:
+        if data is not None and len(data) > max_bytes:
+            raise FrameError(ErrorCode.BAD_FRAME, "Frame too large.", CloseCode.MESSAGE_TOO_BIG)
+        raise FrameError(ErrorCode.BAD_FRAME, "Binary frames are not supported; send JSON text.")
+    if len(text.encode()) > max_bytes:
+        raise FrameError(
+            ErrorCode.BAD_FRAME, f"Frame over {max_bytes} bytes.", CloseCode.MESSAGE_TOO_BIG
+        )
+    try:
+        payload = json.loads(text)
+    except (ValueError, RecursionError):
+        raise FrameError(ErrorCode.BAD_JSON, "The frame is not valid JSON.") from None
+    if not isinstance(payload, dict):
+        raise FrameError(ErrorCode.BAD_FRAME, "The frame must be a JSON object.")
+    try:
+        action = Action(payload.get("action"))
+    except ValueError:
+        names = ", ".join(a.value for a in Action)
+        raise FrameError(ErrorCode.UNKNOWN_ACTION, f"Unknown action; use one of {names}.") from None
+    job = payload.get("job")
+    if not isinstance(job, str):
+        raise FrameError(ErrorCode.BAD_FRAME, 'The frame needs "job": a job id.')
+    return ClientFrame(action=action, job=job)
+
+
+def parse_job_id(value: object) -> uuid.UUID | None:
+    """A job id from client input, or None when it cannot be one."""
+    if isinstance(value, uuid.UUID):
+        return value
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None

@@ -1,0 +1,40 @@
+"""Errors the progress services raise, each with what a user should be told."""
+
+from __future__ import annotations
+
+
+class ProgressError(Exception):
+    """Base of the errors the service reports to users."""
+
+
+class UnknownTask(ProgressError):
+    """Raised when a launch names a task that is not registered."""
+
+    def __init__(self, name: object) -> None:
+        super().__init__(f"Unknown task: {name!r}.")
+
+
+class InvalidParams(ProgressError):
+    """Raised when a launch's params fail validation; `fields` maps names to messages."""
+
+    def __init__(self, fields: dict[str, list[str]]) -> None:
+        super().__init__("Invalid parameters.")
+        self.fields = fields
+
+
+class TooManyJobs(ProgressError):
+    """Raised when a user already has as many unfinished jobs as allowed."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"You already have {limit} unfinished jobs; wait for one to end.")
+
+
+class JobNotFound(ProgressError):
+    """Raised for a job that does not exist or that the user may not see."""
+
+    def __init__(self) -> None:
+        super().__init__("Not found.")
+
+
+class JobError(Exception):
+    """Raise this in a task to fail its job with a message meant for the user."""

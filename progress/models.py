@@ -1,0 +1,85 @@
+"""The Job: one launched task, its owner, its parameters and its last stored state."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from .events import FINAL_STATES, JobState, State
+
+
+def _iso(value: timezone.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+class JobQuerySet(models.QuerySet["Job"]):
+    def unfinished(self) -> JobQuerySet:
+        return self.exclude(state__in=FINAL_STATES)
+
+    def finished(self) -> JobQuerySet:
+        return self.filter(state__in=FINAL_STATES)
+
+
+class Job(models.Model):
+    """A job's id is its Celery task id. Redis holds the newest state; this row follows it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="progress_jobs"
+    )
+    task = models.CharField(max_length=200)
+    params = models.JSONField(default=dict, blank=True)
+    state = models.CharField(
+        max_length=16, choices=[(s.value, s.value) for s in State], default=State.PENDING
+    )
+    current = models.FloatField(default=0)
+    total = models.FloatField(null=True, blank=True)
+    message = models.CharField(max_length=500, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    result_file = models.FileField(upload_to="progress/", blank=True)
+    seq = models.PositiveIntegerField(default=0)
+    ts = models.FloatField(default=0)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [
+            models.Index(fields=["owner", "-created"], name="progress_job_owner_created"),
+            models.Index(fields=["owner", "state"], name="progress_job_owner_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task} {self.id} ({self.state})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def to_state(self) -> JobState:
+        """The row as a JobState, for when Redis no longer has anything newer."""
+        return JobState(
+            id=str(self.id),
+            owner_id=self.owner_id,
+            task=self.task,
+            state=State(self.state),
+            current=self.current,
+            total=self.total,
+            message=self.message,
+            ts=self.ts or self.created.timestamp(),
+            result=self.result,
+            error=self.error or None,
+            created=self.created.isoformat(),
+            started=_iso(self.started),
+            finished=_iso(self.finished),
+        )
+
+    def to_json(self) -> str:
+        return self.to_state().to_json(self.seq)

@@ -1,0 +1,128 @@
+"""The tasks users may launch: each with a title and a form that validates its params."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from celery import Task
+from django import forms
+from django.core import validators
+from django.core.serializers.json import DjangoJSONEncoder
+
+from .exceptions import InvalidParams, UnknownTask
+
+TaskT = TypeVar("TaskT", bound=Task)
+
+# FloatField and DecimalField subclass IntegerField, so they must come first.
+_FIELD_TYPES: list[tuple[type[forms.Field], str]] = [
+    (forms.BooleanField, "boolean"),
+    (forms.FloatField, "number"),
+    (forms.DecimalField, "number"),
+    (forms.IntegerField, "integer"),
+    (forms.ChoiceField, "choice"),
+]
+
+
+def _field_type(field: forms.Field) -> str:
+    for field_class, name in _FIELD_TYPES:
+        if isinstance(field, field_class):
+            return name
+    return "string"
+
+
+def _describe(name: str, field: forms.Field) -> dict[str, Any]:
+    """One param as GET /api/tasks/ shows it."""
+    info: dict[str, Any] = {
+        "type": _field_type(field),
+        "label": str(field.label or name.replace("_", " ").capitalize()),
+        "required": field.required,
+        "default": field.initial,
+    }
+    if field.help_text:
+        info["help"] = str(field.help_text)
+    for validator in field.validators:
+        if isinstance(validator, validators.MinValueValidator):
+            info["min"] = validator.limit_value
+        elif isinstance(validator, validators.MaxValueValidator):
+            info["max"] = validator.limit_value
+        elif isinstance(validator, validators.MaxLengthValidator):
+            info["max_length"] = validator.limit_value
+    if isinstance(field, forms.ChoiceField):
+        info["choices"] = [value for value, _label in field.choices]  # type: ignore[misc]
+    return info
+
+
+@dataclass(frozen=True)
+class LaunchableTask:
+    """A registered task: what the dashboard offers and the API accepts."""
+
+    name: str
+    title: str
+    form_class: type[forms.Form]
+    task: Task
+    description: str = ""
+
+    def form(self) -> forms.Form:
+        """An unbound form for the dashboard; its ids carry the task name so two never clash."""
+        return self.form_class(auto_id=f"id_{self.name.replace('.', '_')}_%s")
+
+    def params_schema(self) -> dict[str, dict[str, Any]]:
+        return {name: _describe(name, field) for name, field in self.form_class.base_fields.items()}
+
+    def validate(self, params: object) -> dict[str, Any]:
+        """Cleans launch params into JSON-safe kwargs, or raises InvalidParams with field errors."""
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            raise InvalidParams({"params": ["Must be an object of parameter names to values."]})
+        fields = self.form_class.base_fields
+        unknown = sorted(str(key) for key in params if key not in fields)
+        if unknown:
+            raise InvalidParams({key: ["Unknown parameter."] for key in unknown})
+        defaults = {name: f.initial for name, f in fields.items() if f.initial is not None}
+        form = self.form_class(data={**defaults, **params})
+        if not form.is_valid():
+            raise InvalidParams({k: [str(m) for m in v] for k, v in form.errors.items()})
+        # Celery carries JSON only; round-trip so a date or Decimal arrives as text.
+        cleaned: dict[str, Any] = json.loads(json.dumps(form.cleaned_data, cls=DjangoJSONEncoder))
+        return cleaned
+
+
+_registry: dict[str, LaunchableTask] = {}
+
+
+def register(
+    *, title: str, form: type[forms.Form], description: str = ""
+) -> Callable[[TaskT], TaskT]:
+    """Makes a Celery task launchable by users; put it above @shared_task."""
+
+    def decorator(task: TaskT) -> TaskT:
+        name = task.name
+        existing = _registry.get(name)
+        if existing is not None and existing.form_class is not form:
+            raise ValueError(f"Task {name!r} is registered twice.")
+        _registry[name] = LaunchableTask(
+            name=name, title=title, form_class=form, task=task, description=description
+        )
+        return task
+
+    return decorator
+
+
+def get(name: object) -> LaunchableTask:
+    """The registered task of that name, or UnknownTask."""
+    if not isinstance(name, str) or name not in _registry:
+        raise UnknownTask(name)
+    return _registry[name]
+
+
+def launchable() -> list[LaunchableTask]:
+    return sorted(_registry.values(), key=lambda spec: spec.title)
+
+
+def title_of(name: str) -> str:
+    spec = _registry.get(name)
+    return spec.title if spec else name

@@ -1,0 +1,189 @@
+"""What task code calls: set_progress(), track() and attach_file(), cheap enough for hot loops.
+
+A call stores the numbers on the running job's reporter and, at most once per
+THROTTLE seconds, hands a copy to the publisher. When calls stop inside a
+throttle window, a timer on the publisher's thread sends the last numbers, so
+the latest state of a burst is never lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar, Token
+from typing import Any, TypeVar
+
+from django.utils import timezone
+
+from . import services
+from .conf import progress_settings
+from .events import JobState, State
+from .models import Job
+from .publisher import get_publisher
+
+T = TypeVar("T")
+
+# Seconds over which the rate estimate forgets old speed; long enough that the
+# ETA does not jump, short enough to follow a job that speeds up.
+RATE_HALF_LIFE = 5.0
+
+_current: ContextVar[JobReporter | None] = ContextVar("progress_reporter", default=None)
+
+
+class JobReporter:
+    """The running job of one task call: its latest numbers and what was last published."""
+
+    def __init__(self, job: Job) -> None:
+        self.state = job.to_state()
+        self.floor = job.seq
+        self._publisher = get_publisher()
+        self._throttle = float(progress_settings.THROTTLE)
+        self._db_interval = float(progress_settings.DB_WRITE_INTERVAL)
+        self._due = 0.0
+        self._next_db_write = 0.0
+        self._dirty = False
+        self._timer_set = False
+        self._closed = False
+        self._sample_time = time.monotonic()
+        self._sample_current = float(self.state.current or 0)
+        self._rate: float | None = None
+
+    # Lifecycle, called from Celery's signals.
+
+    def start(self) -> None:
+        """Runs in task_prerun: the job goes STARTED at once."""
+        state = self.state
+        state.state = State.STARTED
+        state.ts = time.time()
+        state.started = state.started or timezone.now().isoformat()
+        self._commit(state)
+        self._sample_time = time.monotonic()
+
+    def retry(self, reason: object) -> None:
+        """Runs in task_retry: the job goes RETRY until the next attempt starts."""
+        self._closed = True
+        state = dataclasses.replace(self.state, state=State.RETRY, ts=time.time(), eta=None)
+        state.message = f"Retrying: {reason}"[:500]
+        self._commit(state)
+
+    def finish(self, final: State, *, result: Any = None, error: str | None = None) -> None:
+        """Runs in task_success or task_failure: the final state goes out at once."""
+        self._closed = True
+        state = dataclasses.replace(
+            self.state,
+            state=final,
+            result=result,
+            error=error,
+            eta=None,
+            ts=time.time(),
+            finished=timezone.now().isoformat(),
+        )
+        self._commit(state)
+
+    def _commit(self, state: JobState) -> None:
+        seq = services.commit_state(state, floor=self.floor)
+        if seq is not None:
+            self.floor = max(self.floor, seq)
+
+    # Progress, called from task code.
+
+    def update(self, current: float, total: float | None, message: str | None) -> None:
+        """Runs on every set_progress(): the hot path, so it only stores and compares."""
+        state = self.state
+        state.current = current
+        if total is not None:
+            state.total = total
+        if message is not None:
+            state.message = message
+        self._dirty = True
+        now = time.monotonic()
+        if now >= self._due:
+            self._emit(now, write_db=True)
+        elif not self._timer_set:
+            self._timer_set = True
+            self._publisher.call_later(self._due - now, self._flush)
+
+    def _flush(self) -> None:
+        """Runs on the publisher's thread when a throttle window ends with numbers unsent."""
+        self._timer_set = False
+        if self._dirty and not self._closed:
+            self._emit(time.monotonic(), write_db=False)
+
+    def _emit(self, now: float, *, write_db: bool) -> None:
+        self._due = now + self._throttle
+        self._dirty = False
+        state = self.state
+        state.state = State.PROGRESS
+        state.ts = time.time()
+        self._estimate(now)
+        sent = dataclasses.replace(state)
+        self._publisher.publish(sent, self.floor)
+        if write_db and now >= self._next_db_write:
+            self._next_db_write = now + self._db_interval
+            services.write_progress(sent)
+
+    def _estimate(self, now: float) -> None:
+        """Smooths the rate over time (an exponential moving average) and derives the ETA."""
+        state = self.state
+        elapsed = now - self._sample_time
+        if elapsed < 0.05:
+            return
+        current = float(state.current)
+        speed = max(0.0, (current - self._sample_current) / elapsed)
+        weight = 1.0 - math.exp(-elapsed * math.log(2) / RATE_HALF_LIFE)
+        self._rate = speed if self._rate is None else self._rate + weight * (speed - self._rate)
+        self._sample_time, self._sample_current = now, current
+        state.rate = self._rate
+        if state.total and self._rate:
+            state.eta = max(0.0, (float(state.total) - current) / self._rate)
+        else:
+            state.eta = None
+
+
+def activate(reporter: JobReporter) -> Token[JobReporter | None]:
+    """Makes `reporter` the target of set_progress() in this task call."""
+    return _current.set(reporter)
+
+
+def deactivate(token: Token[JobReporter | None]) -> None:
+    _current.reset(token)
+
+
+def current_reporter() -> JobReporter | None:
+    return _current.get()
+
+
+def set_progress(current: float, total: float | None = None, message: str | None = None) -> None:
+    """Reports how far the running job is; does nothing outside a launched job."""
+    reporter = _current.get()
+    if reporter is not None:
+        reporter.update(current, total, message)
+
+
+def track(
+    iterable: Iterable[T], total: float | None = None, message: str | None = None
+) -> Iterator[T]:
+    """Yields from `iterable`, reporting one unit of progress per item, like tqdm."""
+    reporter = _current.get()
+    if reporter is None:
+        yield from iterable
+        return
+    if total is None and hasattr(iterable, "__len__"):
+        total = len(iterable)  # type: ignore[arg-type]
+    update = reporter.update
+    done = 0
+    update(0, total, message)
+    for item in iterable:
+        yield item
+        done += 1
+        update(done, total, message)
+
+
+def attach_file(filename: str, content: bytes | str) -> str:
+    """Keeps a file as the running job's result; returns its owner-only download URL."""
+    reporter = _current.get()
+    if reporter is None:
+        raise RuntimeError("attach_file() works only inside a job launched through progress.")
+    return services.attach_file(reporter.state.id, filename, content)

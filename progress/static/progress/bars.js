@@ -1,0 +1,136 @@
+// Job rows: builds and updates one job's row. Job data is untrusted, so text only.
+
+import { isFinal } from "./jobs.js";
+import {
+  compactJSON,
+  downloadPath,
+  fillUrl,
+  formatCounts,
+  formatEta,
+  formatPercent,
+  formatRate,
+  taskTitle,
+} from "./format.js";
+
+const RESULT_MAX = 500;
+
+function el(doc, tag, attrs = {}) {
+  const node = doc.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  return node;
+}
+
+function buildRow(doc, heading) {
+  const row = el(doc, "article", { class: "job" });
+  const head = el(doc, "div", { class: "job-head" });
+  const title = el(doc, heading, { class: "job-title" });
+  title.append(el(doc, "a", { "data-field": "link" }));
+  head.append(title, el(doc, "span", { class: "job-state", "data-field": "state" }));
+
+  const numbers = el(doc, "p", { class: "job-numbers" });
+  for (const name of ["percent", "counts", "rate", "eta"]) numbers.append(el(doc, "span", { "data-field": name }));
+
+  const cancel = el(doc, "button", { type: "button", "data-action": "cancel", class: "job-cancel" });
+  cancel.textContent = "Cancel";
+
+  row.append(
+    head,
+    el(doc, "progress", { max: "100" }),
+    numbers,
+    el(doc, "p", { class: "job-message", "data-field": "message" }),
+    el(doc, "p", { class: "job-result", "data-field": "result", hidden: "" }),
+    el(doc, "p", { class: "job-error", "data-field": "error", hidden: "" }),
+    el(doc, "p", { class: "job-notice", "data-field": "notice", role: "status" }),
+    cancel,
+  );
+  return row;
+}
+
+function findRow(container, id) {
+  for (const child of container.children) {
+    if (child.getAttribute("data-job-id") === id) return child;
+  }
+  return null;
+}
+
+// Rows are placed once, newest first, and never moved afterwards:
+// moving a node would steal focus from a Cancel button mid-click.
+function insertRow(container, row, created) {
+  const time = Date.parse(created);
+  for (const child of container.children) {
+    const other = Date.parse(child.getAttribute("data-created"));
+    if (!(other >= time)) {
+      container.insertBefore(row, child);
+      return;
+    }
+  }
+  container.append(row);
+}
+
+function setText(row, name, text) {
+  const node = row.querySelector(`[data-field="${name}"]`);
+  if (node.textContent !== text) node.textContent = text;
+  return node;
+}
+
+function updateBar(bar, job, title) {
+  bar.setAttribute("aria-label", `${title} progress`);
+  let percent = job.percent;
+  // A finished job should not keep animating as indeterminate.
+  if (typeof percent !== "number" && isFinal(job.state)) percent = job.state === "SUCCESS" ? 100 : 0;
+  if (typeof percent === "number" && Number.isFinite(percent)) {
+    bar.setAttribute("value", String(Math.min(100, Math.max(0, percent))));
+  } else {
+    bar.removeAttribute("value");
+  }
+}
+
+function updateResult(node, job) {
+  const show = job.state === "SUCCESS";
+  const download = show ? downloadPath(job.result) : null;
+  const text = show && !download ? compactJSON(job.result) : "";
+  node.replaceChildren();
+  node.removeAttribute("data-kind");
+  if (download) {
+    const link = node.ownerDocument.createElement("a");
+    link.setAttribute("href", download);
+    link.textContent = "Download";
+    node.append(link);
+  } else if (text) {
+    node.setAttribute("data-kind", "text");
+    node.textContent = text.length > RESULT_MAX ? `${text.slice(0, RESULT_MAX)}…` : text;
+  }
+  node.hidden = !download && !text;
+}
+
+export function renderJob(container, job, { titles = {}, jobUrl = "", heading = "h3" } = {}) {
+  let row = findRow(container, job.id);
+  if (!row) {
+    row = buildRow(container.ownerDocument, heading);
+    row.setAttribute("data-job-id", job.id);
+    row.setAttribute("data-created", String(job.created ?? ""));
+    insertRow(container, row, job.created);
+  }
+  const final = isFinal(job.state);
+  const title = taskTitle(titles, job.task);
+  row.setAttribute("data-state", String(job.state));
+
+  const link = setText(row, "link", title);
+  if (jobUrl) link.setAttribute("href", fillUrl(jobUrl, job.id));
+  setText(row, "state", String(job.state));
+  updateBar(row.querySelector("progress"), job, title);
+  setText(row, "percent", formatPercent(job.percent));
+  setText(row, "counts", formatCounts(job.current, job.total));
+  setText(row, "rate", final ? "" : formatRate(job.rate));
+  setText(row, "eta", final ? "" : formatEta(job.eta));
+  setText(row, "message", String(job.message ?? ""));
+  updateResult(row.querySelector('[data-field="result"]'), job);
+
+  const error = setText(row, "error", job.state === "FAILURE" ? String(job.error || "The job failed.") : "");
+  error.hidden = job.state !== "FAILURE";
+
+  const cancel = row.querySelector('[data-action="cancel"]');
+  cancel.hidden = final;
+  cancel.disabled = final || row.hasAttribute("data-cancelling");
+  return row;
+}

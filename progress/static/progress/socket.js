@@ -1,0 +1,168 @@
+// Live progress connection: WebSocket with backoff reconnects, feeding a JobStore.
+
+import { JobStore } from "./jobs.js";
+import { BACKOFF, backoffDelay } from "./backoff.js";
+
+const TOO_MANY_SOCKETS = 4429;
+const NORMAL_CLOSE = 1000;
+const noop = () => {};
+
+// Templates give a path; the scheme must follow the page so https pages use wss.
+export function socketUrl(path, location) {
+  if (/^wss?:\/\//i.test(path)) return path;
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}${path}`;
+}
+
+export class ProgressSocket {
+  #url;
+  #WebSocket;
+  #schedule;
+  #unschedule;
+  #backoff;
+  #on;
+  #ws = null;
+  #open = false;
+  #timer = null;
+  #attempt = 0;
+  #closed = false;
+  #status = null;
+  #subscriptions = new Set();
+
+  constructor(url, options = {}) {
+    this.#url = url;
+    this.store = options.store ?? new JobStore();
+    this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    this.#schedule = options.schedule ?? ((fn, ms) => setTimeout(fn, ms));
+    this.#unschedule = options.unschedule ?? ((handle) => clearTimeout(handle));
+    this.#backoff = {
+      base: options.base ?? BACKOFF.base,
+      cap: options.cap ?? BACKOFF.cap,
+      factor: BACKOFF.factor,
+      random: options.random ?? Math.random,
+    };
+    this.#on = {
+      snapshot: options.onSnapshot ?? noop,
+      job: options.onJob ?? noop,
+      error: options.onError ?? noop,
+      status: options.onStatus ?? noop,
+    };
+  }
+
+  get status() {
+    return this.#status;
+  }
+
+  connect() {
+    if (this.#ws) return;
+    if (this.#timer !== null) {
+      this.#unschedule(this.#timer);
+      this.#timer = null;
+    }
+    this.#closed = false;
+    if (this.#status === null) this.#setStatus("connecting");
+    let ws;
+    try {
+      ws = new this.#WebSocket(this.#url);
+    } catch {
+      this.#setStatus("reconnecting");
+      this.#retry();
+      return;
+    }
+    this.#ws = ws;
+    ws.onopen = () => this.#opened(ws);
+    ws.onmessage = (event) => {
+      if (ws === this.#ws) this.#receive(event.data);
+    };
+    ws.onclose = (event) => this.#lost(ws, event);
+    ws.onerror = noop; // a close event always follows; reconnecting happens there
+  }
+
+  // Remembered so they can be re-sent after every reconnect.
+  subscribe(id) {
+    this.#subscriptions.add(id);
+    this.#send({ action: "subscribe", job: id });
+  }
+
+  unsubscribe(id) {
+    if (!this.#subscriptions.delete(id)) return;
+    this.#send({ action: "unsubscribe", job: id });
+  }
+
+  isSubscribed(id) {
+    return this.#subscriptions.has(id);
+  }
+
+  cancel(id) {
+    return this.#send({ action: "cancel", job: id });
+  }
+
+  close() {
+    this.#closed = true;
+    if (this.#timer !== null) this.#unschedule(this.#timer);
+    this.#timer = null;
+    const ws = this.#ws;
+    this.#ws = null;
+    this.#open = false;
+    this.#status = null;
+    ws?.close(NORMAL_CLOSE);
+  }
+
+  #setStatus(status) {
+    if (status === this.#status) return;
+    this.#status = status;
+    this.#on.status(status);
+  }
+
+  #send(message) {
+    if (!this.#open) return false;
+    this.#ws.send(JSON.stringify(message));
+    return true;
+  }
+
+  #opened(ws) {
+    if (ws !== this.#ws) return;
+    this.#open = true;
+    for (const id of this.#subscriptions) this.#send({ action: "subscribe", job: id });
+  }
+
+  #receive(data) {
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (!frame || typeof frame !== "object") return;
+    if (frame.type === "snapshot") {
+      const accepted = this.store.applySnapshot(frame.jobs);
+      // Only a connection that delivered data counts as healthy; one that
+      // opens and drops straight away keeps growing the delay.
+      this.#attempt = 0;
+      this.#setStatus("live");
+      this.#on.snapshot(accepted);
+    } else if (frame.type === "job") {
+      if (this.store.apply(frame.job)) this.#on.job(frame.job);
+    } else if (frame.type === "error") {
+      this.#on.error(frame);
+    }
+  }
+
+  #lost(ws, event) {
+    if (ws !== this.#ws) return;
+    this.#ws = null;
+    this.#open = false;
+    if (this.#closed) return;
+    this.#setStatus("reconnecting");
+    this.#retry(event?.code);
+  }
+
+  #retry(code) {
+    const delay = code === TOO_MANY_SOCKETS ? this.#backoff.cap : backoffDelay(this.#attempt, this.#backoff);
+    this.#attempt += 1;
+    this.#timer = this.#schedule(() => {
+      this.#timer = null;
+      if (!this.#closed) this.connect();
+    }, delay);
+  }
+}

@@ -1,0 +1,88 @@
+"""Job states and socket counts in Redis; used only on the publisher's event loop."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import redis.asyncio as redis
+
+from .events import JobState, sockets_key, state_key
+
+# Numbers a job's state and stores it in one step, so that seq grows strictly
+# whichever process writes, a PENDING never follows a later state, and nothing
+# follows a final state. `floor` carries a seq already shown elsewhere, so a
+# key lost with a Redis restart cannot restart the numbering below it.
+_SAVE_STATE = """
+if redis.call('HEXISTS', KEYS[1], 'final') == 1 then return false end
+local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+if ARGV[3] == 'PENDING' and seq > 0 then return false end
+local floor = tonumber(ARGV[6])
+if floor > seq then seq = floor end
+seq = seq + 1
+local json = ARGV[1] .. seq .. ARGV[2]
+redis.call('HSET', KEYS[1], 'seq', seq, 'json', json)
+if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'final', '1') end
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return {seq, json}
+"""
+
+# Counts a user's sockets in a sorted set scored by last heartbeat, so sockets
+# of a crashed server age out instead of holding the user's quota forever.
+_ADD_SOCKET = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+local limit = tonumber(ARGV[4])
+if limit > 0 and not redis.call('ZSCORE', KEYS[1], ARGV[1])
+   and redis.call('ZCARD', KEYS[1]) >= limit then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+class StateStore:
+    """Redis access for job states; every coroutine here runs on the publisher's loop."""
+
+    def __init__(self, url: str, ttl: int) -> None:
+        self.redis = redis.Redis.from_url(url, decode_responses=True)
+        self.ttl = int(ttl)
+        self._save = self.redis.register_script(_SAVE_STATE)
+        self._add_socket = self.redis.register_script(_ADD_SOCKET)
+
+    async def save(self, state: JobState, floor: int = 0) -> tuple[int, str] | None:
+        """Stores a new state; returns (seq, json), or None when the job has already ended."""
+        head, tail = state.encode()
+        args = [head, tail, state.state.value, int(state.is_final), self.ttl, int(floor)]
+        saved = await self._save(keys=[state_key(state.id)], args=args)
+        if not saved:
+            return None
+        return int(saved[0]), str(saved[1])
+
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """The latest stored (seq, json) of each job that Redis still has."""
+        if not job_ids:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hmget(state_key(job_id), "seq", "json")
+            rows = await pipe.execute()
+        return {
+            job_id: (int(seq), payload)
+            for job_id, (seq, payload) in zip(job_ids, rows, strict=True)
+            if seq is not None and payload is not None
+        }
+
+    async def add_socket(self, user_id: int, channel: str, limit: int, stale_after: float) -> bool:
+        """Counts a socket for its user; False when the user already holds `limit` of them."""
+        now = time.time()
+        added = await self._add_socket(
+            keys=[sockets_key(user_id)],
+            args=[channel, now, now - stale_after, int(limit), int(stale_after) + 1],
+        )
+        return bool(added)
+
+    async def remove_socket(self, user_id: int, channel: str) -> None:
+        await self.redis.zrem(sockets_key(user_id), channel)
+

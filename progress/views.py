@@ -1,0 +1,80 @@
+"""The pages: the dashboard, a job's page and its result download."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.csrf import csrf_failure as django_csrf_failure
+
+from . import registry, services
+from .exceptions import JobNotFound
+from .models import Job
+
+# A placeholder the page's JS replaces with a job id to build URLs.
+_ID = "00000000-0000-0000-0000-000000000000"
+
+
+def _urls() -> dict[str, str]:
+    return {
+        "ws_url": "/ws/progress/",
+        "jobs_url": reverse("progress:api-jobs"),
+        "job_url": reverse("progress:job", args=[_ID]).replace(_ID, "{id}"),
+        "cancel_url": reverse("progress:api-job-cancel", args=[_ID]).replace(_ID, "{id}"),
+    }
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    specs = registry.launchable()
+    context = {
+        "tasks": [
+            {"name": s.name, "title": s.title, "description": s.description, "form": s.form()}
+            for s in specs
+        ],
+        "task_titles": {s.name: s.title for s in specs},
+        **_urls(),
+    }
+    return render(request, "progress/dashboard.html", context)
+
+
+@login_required
+def job_page(request: HttpRequest, job_id: str) -> HttpResponse:
+    try:
+        job = services.get_visible_job(request.user, job_id)
+    except JobNotFound:
+        raise Http404("No such job.") from None
+    urls = _urls()
+    context = {
+        "job": job,
+        "title": registry.title_of(job.task),
+        "job_data": json.loads(services.job_json(job)),
+        "task_titles": {job.task: registry.title_of(job.task)},
+        **urls,
+        "cancel_url": urls["cancel_url"].replace("{id}", str(job.pk)),
+    }
+    return render(request, "progress/job.html", context)
+
+
+@login_required
+def download(request: HttpRequest, job_id: str) -> FileResponse:
+    """A job's result file, for its owner only."""
+    job = Job.objects.filter(pk=job_id, owner_id=request.user.pk).first()
+    if job is None or not job.result_file:
+        raise Http404("No such file.")
+    return FileResponse(
+        job.result_file.open("rb"),
+        as_attachment=True,
+        filename=os.path.basename(job.result_file.name),
+    )
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """Answers JSON to API clients and Django's page to browsers."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": "CSRF check failed: send the X-CSRFToken header."}, status=403)
+    return django_csrf_failure(request, reason)

@@ -1,0 +1,116 @@
+"""Celery signal handlers that turn each task's lifecycle into job states.
+
+Task authors write no bookkeeping: STARTED, SUCCESS with the result, FAILURE
+with a message, RETRY and REVOKED all come from here. prerun, success,
+failure, retry and postrun fire in the worker child that runs the task;
+task_revoked fires in the worker's main process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextvars import Token
+from typing import Any
+
+from celery import Task
+from celery.signals import (
+    task_failure,
+    task_postrun,
+    task_prerun,
+    task_retry,
+    task_revoked,
+    task_success,
+    worker_process_init,
+)
+from django.core.serializers.json import DjangoJSONEncoder
+
+from . import services
+from .events import State, parse_job_id
+from .exceptions import JobError
+from .models import Job
+from .publisher import get_publisher
+from .reporter import JobReporter, activate, deactivate
+
+logger = logging.getLogger(__name__)
+
+MAX_ERROR_LENGTH = 500
+
+_running: dict[str, tuple[JobReporter, Token[JobReporter | None]]] = {}
+
+
+def error_message(exc: BaseException) -> str:
+    """What a user reads of a failure: the message, never a traceback."""
+    if isinstance(exc, JobError):
+        text = str(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text.strip().splitlines()[0][:MAX_ERROR_LENGTH] if text.strip() else "The job failed."
+
+
+@worker_process_init.connect
+def _start_publisher(**kwargs: Any) -> None:
+    """Runs in each worker child right after fork: opens its publisher before the first task."""
+    get_publisher().store  # noqa: B018 - starting the loop thread is the point.
+
+
+@task_prerun.connect
+def _on_prerun(task_id: str, task: Task, **kwargs: Any) -> None:
+    """Runs before each task body; tasks not launched through progress are left alone."""
+    job_uuid = parse_job_id(task_id)
+    job = Job.objects.filter(pk=job_uuid).first() if job_uuid else None
+    if job is None:
+        return
+    reporter = JobReporter(job)
+    _running[task_id] = (reporter, activate(reporter))
+    reporter.start()
+
+
+@task_success.connect
+def _on_success(sender: Task, result: Any, **kwargs: Any) -> None:
+    """Runs after a task body returns."""
+    running = _running.get(sender.request.id)
+    if running is None:
+        return
+    reporter = running[0]
+    try:
+        safe = json.loads(json.dumps(result, cls=DjangoJSONEncoder))
+    except (TypeError, ValueError):
+        reporter.finish(
+            State.FAILURE, error=f"The task returned {type(result).__name__}, which is not JSON."
+        )
+        return
+    reporter.finish(State.SUCCESS, result=safe)
+
+
+@task_failure.connect
+def _on_failure(task_id: str, exception: BaseException, **kwargs: Any) -> None:
+    """Runs after a task body raises."""
+    running = _running.get(task_id)
+    if running is not None:
+        running[0].finish(State.FAILURE, error=error_message(exception))
+
+
+@task_retry.connect
+def _on_retry(request: Any, reason: object, **kwargs: Any) -> None:
+    """Runs when a task asks Celery to retry it."""
+    running = _running.get(request.id)
+    if running is not None:
+        running[0].retry(reason)
+
+
+@task_postrun.connect
+def _on_postrun(task_id: str, **kwargs: Any) -> None:
+    """Runs after every task, whatever its outcome."""
+    running = _running.pop(task_id, None)
+    if running is not None:
+        deactivate(running[1])
+
+
+@task_revoked.connect
+def _on_revoked(request: Any, **kwargs: Any) -> None:
+    """Runs in the worker's main process when a task is revoked, terminated or expired."""
+    job_uuid = parse_job_id(getattr(request, "id", None))
+    job = Job.objects.filter(pk=job_uuid).first() if job_uuid else None
+    if job is not None and not job.is_final:
+        services.record_final(job, State.REVOKED)

@@ -1,0 +1,1 @@
+"""Celery task modules of the demo site, the demo tasks among them."""
