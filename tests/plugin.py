@@ -1,0 +1,39 @@
+"""A pytest plugin that starts a private Redis before Django reads its settings.
+
+Loaded with `-p tests.plugin`, so its hook wraps pytest-django's set-up: the
+settings then see REDIS_URL pointing at a redis-server on a free port.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import RedisServer
+
+_redis: RedisServer | None = None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_load_initial_conftests(early_config: Any, parser: Any, args: Any) -> Generator[None]:
+    global _redis
+    workdir = Path(tempfile.mkdtemp(prefix="progress-tests-"))
+    _redis = RedisServer(workdir / "redis")
+    _redis.start()
+    os.environ["REDIS_URL"] = _redis.url
+    os.environ.setdefault("SECRET_KEY", "tests-only-secret-key")
+    os.environ["DEBUG"] = "0"
+    os.environ["MEDIA_ROOT"] = str(workdir / "media")
+    os.environ["STATIC_ROOT"] = str(workdir / "static")
+    os.environ["PROGRESS_TEST_WORKDIR"] = str(workdir)
+    yield
+
+
+def pytest_unconfigure(config: Any) -> None:
+    if _redis is not None:
+        _redis.stop()
