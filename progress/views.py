@@ -51,6 +51,7 @@ def job_page(request: HttpRequest, job_id: str) -> HttpResponse:
     urls = _urls()
     context = {
         "job": job,
+        "params": sorted(job.params.items()) if isinstance(job.params, dict) else [],
         "title": registry.title_of(job.task),
         "job_data": json.loads(services.job_json(job)),
         "task_titles": {job.task: registry.title_of(job.task)},

@@ -29,6 +29,7 @@ def pytest_load_initial_conftests(early_config: Any, parser: Any, args: Any) -> 
     os.environ.setdefault("SECRET_KEY", "tests-only-secret-key")
     os.environ["DEBUG"] = "0"
     os.environ["MEDIA_ROOT"] = str(workdir / "media")
+    (workdir / "static").mkdir()
     os.environ["STATIC_ROOT"] = str(workdir / "static")
     os.environ["PROGRESS_TEST_WORKDIR"] = str(workdir)
     yield

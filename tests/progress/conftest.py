@@ -1,0 +1,50 @@
+"""Fixtures for the in-process tests: users, jobs and a clean Redis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from django.contrib.auth.models import User
+
+from progress.events import JobState, State
+from progress.models import Job
+from progress.publisher import get_publisher
+
+
+@pytest.fixture(autouse=True)
+def clean_redis() -> Iterator[None]:
+    """Each test starts with empty job states, groups and socket counts."""
+    publisher = get_publisher()
+    publisher.call(publisher.store.redis.flushdb())
+    yield
+
+
+@pytest.fixture
+def alice(django_user_model: type[User]) -> User:
+    return django_user_model.objects.create_user("alice", password="pw")
+
+
+@pytest.fixture
+def bob(django_user_model: type[User]) -> User:
+    return django_user_model.objects.create_user("bob", password="pw")
+
+
+@pytest.fixture
+def staff(django_user_model: type[User]) -> User:
+    return django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+
+
+@pytest.fixture
+def job(alice: User) -> Job:
+    return Job.objects.create(owner=alice, task="demo.count", params={"steps": 10})
+
+
+def state_of(job: Job, state: State = State.PROGRESS, current: float = 1) -> JobState:
+    base = job.to_state()
+    base.state = state
+    base.current = current
+    base.total = 10
+    base.ts = time.time()
+    return base

@@ -1,0 +1,38 @@
+"""System checks catch a misconfigured progress app."""
+
+from __future__ import annotations
+
+from django.core.checks import run_checks
+from django.test import override_settings
+
+
+def ids() -> set[str]:
+    return {message.id for message in run_checks() if message.id and "progress" in message.id}
+
+
+def test_the_project_as_configured_passes() -> None:
+    assert ids() == set()
+
+
+def test_a_missing_channel_layer_is_an_error() -> None:
+    with override_settings(CHANNEL_LAYERS={}):
+        assert "progress.E001" in ids()
+
+
+def test_the_in_memory_layer_is_an_error_outside_debug_and_a_warning_in_it() -> None:
+    memory = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    with override_settings(CHANNEL_LAYERS=memory, DEBUG=False):
+        assert "progress.E002" in ids()
+    with override_settings(CHANNEL_LAYERS=memory, DEBUG=True):
+        assert "progress.W002" in ids()
+
+
+def test_an_unknown_setting_is_an_error_with_a_hint() -> None:
+    with override_settings(PROGRESS={"REDIS_URL": "redis://x", "TROTTLE": 1}):
+        messages = [m for m in run_checks() if m.id == "progress.E003"]
+    assert messages and "TROTTLE" in messages[0].msg and messages[0].hint
+
+
+def test_a_missing_redis_url_is_an_error() -> None:
+    with override_settings(PROGRESS={}):
+        assert "progress.E004" in ids()

@@ -1,0 +1,72 @@
+"""The publisher and state store on a real Redis and a real channels-redis layer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from channels.layers import get_channel_layer
+
+from progress.events import State, job_group, user_group
+from progress.models import Job
+from progress.publisher import get_publisher
+from tests.progress.conftest import state_of
+
+pytestmark = pytest.mark.django_db
+
+
+def publish(job: Job, state: State, current: float = 1, floor: int = 0) -> int | None:
+    return get_publisher().publish(state_of(job, state, current), floor).result(5)
+
+
+def stored(job: Job) -> dict[str, object]:
+    publisher = get_publisher()
+    seq, payload = publisher.call(publisher.store.get_many([str(job.id)]))[str(job.id)]
+    data: dict[str, object] = json.loads(payload)
+    assert data["seq"] == seq
+    return data
+
+
+def test_seq_grows_strictly_with_each_state(job: Job) -> None:
+    seqs = [publish(job, State.PROGRESS, i) for i in range(1, 6)]
+    assert seqs == [1, 2, 3, 4, 5]
+    assert stored(job)["current"] == 5
+
+
+def test_nothing_follows_a_final_state(job: Job) -> None:
+    assert publish(job, State.REVOKED) == 1
+    assert publish(job, State.PROGRESS, 9) is None
+    assert publish(job, State.SUCCESS) is None
+    assert stored(job)["state"] == "REVOKED"
+
+
+def test_pending_never_follows_a_later_state(job: Job) -> None:
+    publish(job, State.STARTED)
+    assert publish(job, State.PENDING) is None
+    assert stored(job)["state"] == "STARTED"
+
+
+def test_a_floor_keeps_seq_above_what_clients_saw(job: Job) -> None:
+    # As after a Redis restart: the key is gone but clients have seen seq 40.
+    assert publish(job, State.PROGRESS, floor=40) == 41
+
+
+def test_each_state_reaches_the_owner_group_and_the_job_group(job: Job) -> None:
+    layer = get_channel_layer()
+
+    async def listen() -> list[dict[str, object]]:
+        owner_channel = await layer.new_channel()
+        watcher_channel = await layer.new_channel()
+        await layer.group_add(user_group(job.owner_id), owner_channel)
+        await layer.group_add(job_group(job.id), watcher_channel)
+        await asyncio.get_running_loop().run_in_executor(None, publish, job, State.STARTED)
+        return [
+            await asyncio.wait_for(layer.receive(owner_channel), 5),
+            await asyncio.wait_for(layer.receive(watcher_channel), 5),
+        ]
+
+    for message in asyncio.run(listen()):
+        assert message["type"] == "progress.job"
+        assert message["seq"] == 1 and message["final"] is False
+        assert json.loads(str(message["json"]))["state"] == "STARTED"
