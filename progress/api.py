@@ -8,6 +8,7 @@ from functools import wraps
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import registry, services
@@ -125,7 +126,7 @@ def job_cancel(request: HttpRequest, job_id: str) -> HttpResponse:
 
 
 @require_GET
-async def job_event_stream(request: HttpRequest, job_id: str) -> HttpResponse:
+async def job_event_stream(request: HttpRequest, job_id: str) -> HttpResponseBase:
     user = await request.auser()
     if not user.is_authenticated:
         return _error(401, "Authentication required.")

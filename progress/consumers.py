@@ -125,4 +125,3 @@ class ProgressConsumer(AsyncWebsocketConsumer):
                 await services.open_socket(self.user, self.channel_name)
             except Exception as exc:  # Redis may be restarting; the next beat tries again.
                 logger.warning("Socket heartbeat failed for user %s: %r", self.user.pk, exc)
-

@@ -258,7 +258,7 @@ def parse_client_frame(text: str | None, data: bytes | None, max_bytes: int) -> 
     if not isinstance(payload, dict):
         raise FrameError(ErrorCode.BAD_FRAME, "The frame must be a JSON object.")
     try:
-        action = Action(payload.get("action"))
+        action = Action(str(payload.get("action")))
     except ValueError:
         names = ", ".join(a.value for a in Action)
         raise FrameError(ErrorCode.UNKNOWN_ACTION, f"Unknown action; use one of {names}.") from None

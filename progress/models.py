@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from django.conf import settings
 from django.db import models
@@ -11,7 +12,7 @@ from django.utils import timezone
 from .events import FINAL_STATES, JobState, State
 
 
-def _iso(value: timezone.datetime | None) -> str | None:
+def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 

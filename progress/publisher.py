@@ -32,9 +32,7 @@ T = TypeVar("T")
 class _Outgoing:
     state: JobState
     floor: int
-    future: concurrent.futures.Future[int | None] = field(
-        default_factory=concurrent.futures.Future
-    )
+    future: concurrent.futures.Future[int | None] = field(default_factory=concurrent.futures.Future)
 
 
 class Publisher:

@@ -51,7 +51,7 @@ def _describe(name: str, field: forms.Field) -> dict[str, Any]:
         elif isinstance(validator, validators.MaxLengthValidator):
             info["max_length"] = validator.limit_value
     if isinstance(field, forms.ChoiceField):
-        info["choices"] = [value for value, _label in field.choices]  # type: ignore[misc]
+        info["choices"] = [choice[0] for choice in getattr(field, "choices", [])]
     return info
 
 

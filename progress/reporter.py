@@ -173,11 +173,9 @@ def track(
     if total is None and hasattr(iterable, "__len__"):
         total = len(iterable)  # type: ignore[arg-type]
     update = reporter.update
-    done = 0
     update(0, total, message)
-    for item in iterable:
+    for done, item in enumerate(iterable, 1):
         yield item
-        done += 1
         update(done, total, message)
 
 

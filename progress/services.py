@@ -43,6 +43,13 @@ def _now_iso() -> str:
     return timezone.now().isoformat()
 
 
+def _user_id(user: User) -> int:
+    """The id of a logged-in user; the edges refuse anonymous users before calling here."""
+    if not user.is_authenticated or user.pk is None:
+        raise JobNotFound()
+    return int(user.pk)
+
+
 # Reading.
 
 
@@ -52,7 +59,7 @@ def visible_jobs(user: User) -> QuerySet[Job]:
         return Job.objects.none()
     if getattr(user, "is_staff", False):
         return Job.objects.all()
-    return Job.objects.filter(owner_id=user.pk)
+    return Job.objects.filter(owner_id=_user_id(user))
 
 
 def get_visible_job(user: User, job_id: object) -> Job:
@@ -103,13 +110,13 @@ def current_state(job: Job) -> tuple[JobState, int]:
 
 def list_jobs(user: User) -> list[str]:
     """The user's own jobs, newest first, as contract JSON."""
-    jobs = list(Job.objects.filter(owner_id=user.pk)[: progress_settings.LIST_LIMIT])
+    jobs = list(Job.objects.filter(owner_id=_user_id(user))[: progress_settings.LIST_LIMIT])
     return [payload for _job, _seq, payload in latest(jobs)]
 
 
 def snapshot(user: User) -> list[tuple[str, int, str]]:
-    """A socket's first frame: the user's unfinished jobs and recent finished ones, as (id, seq, json)."""
-    own = Job.objects.filter(owner_id=user.pk)
+    """A socket's first frame: unfinished jobs and recent finished ones, as (id, seq, json)."""
+    own = Job.objects.filter(owner_id=_user_id(user))
     jobs = list(own.unfinished()) + list(own.finished()[: progress_settings.SNAPSHOT_FINISHED])
     jobs.sort(key=lambda job: job.created, reverse=True)
     return [(str(job.id), seq, payload) for job, seq, payload in latest(jobs)]
@@ -124,9 +131,9 @@ def launch(user: User, task_name: object, params: object) -> Job:
     cleaned = spec.validate(params)
     limit = progress_settings.MAX_RUNNING_JOBS
     with transaction.atomic():
-        if limit and Job.objects.filter(owner_id=user.pk).unfinished().count() >= limit:
+        if limit and Job.objects.filter(owner_id=_user_id(user)).unfinished().count() >= limit:
             raise TooManyJobs(limit)
-        job = Job.objects.create(owner_id=user.pk, task=spec.name, params=cleaned, ts=time.time())
+        job = Job.objects.create(owner_id=_user_id(user), task=spec.name, params=cleaned, ts=time.time())
         transaction.on_commit(partial(_enqueue, job, spec))
     return job
 
@@ -230,12 +237,12 @@ async def open_socket(user: User, channel: str) -> bool:
     publisher = get_publisher()
     stale_after = 3 * float(progress_settings.HEARTBEAT)
     limit = int(progress_settings.MAX_SOCKETS)
-    return await publisher.acall(publisher.store.add_socket(user.pk, channel, limit, stale_after))
+    return await publisher.acall(publisher.store.add_socket(_user_id(user), channel, limit, stale_after))
 
 
 async def close_socket(user: User, channel: str) -> None:
     publisher = get_publisher()
-    await publisher.acall(publisher.store.remove_socket(user.pk, channel))
+    await publisher.acall(publisher.store.remove_socket(_user_id(user), channel))
 
 
 async def aget_visible_job(user: User, job_id: object) -> Job:

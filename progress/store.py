@@ -85,4 +85,3 @@ class StateStore:
 
     async def remove_socket(self, user_id: int, channel: str) -> None:
         await self.redis.zrem(sockets_key(user_id), channel)
-

@@ -70,12 +70,14 @@ def download(request: HttpRequest, job_id: str) -> FileResponse:
     return FileResponse(
         job.result_file.open("rb"),
         as_attachment=True,
-        filename=os.path.basename(job.result_file.name),
+        filename=os.path.basename(job.result_file.name or "result"),
     )
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """Answers JSON to API clients and Django's page to browsers."""
     if request.path.startswith("/api/"):
-        return JsonResponse({"error": "CSRF check failed: send the X-CSRFToken header."}, status=403)
+        return JsonResponse(
+            {"error": "CSRF check failed: send the X-CSRFToken header."}, status=403
+        )
     return django_csrf_failure(request, reason)

@@ -98,7 +98,9 @@ def csrf(client: httpx.Client) -> dict[str, str]:
 
 
 def launch(client: httpx.Client, task: str = "demo.count", **params: Any) -> dict[str, Any]:
-    response = client.post("/api/jobs/", json={"task": task, "params": params}, headers=csrf(client))
+    response = client.post(
+        "/api/jobs/", json={"task": task, "params": params}, headers=csrf(client)
+    )
     assert response.status_code == 201, response.text
     job: dict[str, Any] = response.json()
     return job

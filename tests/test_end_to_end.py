@@ -66,11 +66,13 @@ def test_other_users_see_nothing_of_a_job(
     assert bob.post(f"/api/jobs/{job['id']}/cancel/", headers=csrf(bob)).status_code == 404
     assert bob.get(f"/api/jobs/{job['id']}/events/").status_code == 404
     assert job["id"] not in {j["id"] for j in bob.get("/api/jobs/").json()["jobs"]}
-    # Nothing of Alice's job ever reached Bob's socket: the next frame is a fresh snapshot
-    # of his own, empty list of jobs, not one of her states.
+    # Nothing of Alice's job reached Bob's socket: its next frame is a ping's error reply,
+    # not one of her states, and his snapshots never list her job.
+    bobs_socket.send({"action": "subscribe", "job": "ping"})
+    assert bobs_socket.recv()["error"] == "not_found"
     bobs_socket.close()
     again = stack.socket(bob)
-    assert again.recv() == {"type": "snapshot", "jobs": []}
+    assert job["id"] not in {j["id"] for j in again.recv()["jobs"]}
     again.close()
     alices_socket.close()
 

@@ -22,7 +22,7 @@ def test_overrides_are_seen_at_once() -> None:
 
 
 def test_an_unknown_key_is_an_error_that_lists_the_valid_ones() -> None:
-    with pytest.raises(ImproperlyConfigured, match="THROTLE.*Valid keys"):
+    with pytest.raises(ImproperlyConfigured, match=r"THROTLE.*Valid keys"):
         validate({"THROTLE": 1})
 
 

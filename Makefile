@@ -1,0 +1,65 @@
+# One entry point for running, testing and measuring the service.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip --disable-pip-version-check
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+.PHONY: help run test lint typecheck test-js test-py bench screenshots clean .system-deps
+
+help:
+	@echo "make run     - install, migrate and serve http://127.0.0.1:$${PORT:-8000} (Ctrl-C stops)"
+	@echo "make test    - install test tools, then lint, type-check and run every test"
+	@echo "make bench   - measure the ASGI servers (docs/performance.md)"
+	@echo "make screenshots - retake the README's screenshot in headless Chromium"
+
+$(VENV)/.base: requirements/base.txt
+	@echo "==> Creating $(VENV) and installing requirements/base.txt (the first run takes a minute)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PIP) install --progress-bar off -r requirements/base.txt | grep -v '^Requirement already satisfied' || true
+	@$(PY) -c "import django, channels, celery, uvicorn, honcho" || { echo "install failed"; exit 1; }
+	@touch $@
+
+$(VENV)/.test: requirements/test.txt $(VENV)/.base
+	@echo "==> Installing requirements/test.txt"
+	@$(PIP) install --progress-bar off -r requirements/test.txt | grep -v '^Requirement already satisfied' || true
+	@$(PY) -c "import pytest, playwright, mypy" || { echo "install failed"; exit 1; }
+	@touch $@
+
+# Debian's Chromium for the browser tests (never `playwright install`), and
+# node for the JavaScript tests.
+.system-deps:
+	@command -v chromium >/dev/null 2>&1 && command -v node >/dev/null 2>&1 || { \
+		echo "==> Installing Debian's chromium and nodejs"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium nodejs >/dev/null; }
+
+run: $(VENV)/.base
+	@bin/run
+
+lint: $(VENV)/.test
+	@echo "==> ruff check and ruff format --check"
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.test
+	@echo "==> mypy"
+	@SECRET_KEY=mypy-only $(VENV)/bin/mypy progress tasks_site workers
+
+test-js: .system-deps
+	@echo "==> JavaScript unit tests (node --test)"
+	@node --test tests/js/
+
+test-py: $(VENV)/.test .system-deps
+	@echo "==> pytest (starts its own Redis, Celery worker, uvicorn and Chromium)"
+	@$(PY) -m pytest
+
+test: lint typecheck test-js test-py
+
+bench: $(VENV)/.test
+	@$(PY) bench/asgi_servers.py
+
+screenshots: $(VENV)/.test .system-deps
+	@PROGRESS_SCREENSHOTS=docs/img $(PY) -m pytest tests/test_browser.py -q
+
+clean:
+	rm -rf $(VENV) staticfiles run .pytest_cache .mypy_cache .ruff_cache

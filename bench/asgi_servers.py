@@ -1,0 +1,695 @@
+"""Compares ASGI servers for /ws/progress/: memory, handshakes, fan-out latency and CPU.
+
+Each configuration runs for real, as a subprocess serving `tasks_site.asgi:application`
+against a private redis-server and a throwaway SQLite database:
+
+    A. uvicorn --ws-per-message-deflate false   (the baseline)
+    B. uvicorn with per-message-deflate on        (uvicorn's default)
+    C. daphne
+
+For each one, in turn and in the same run, the bench
+  1. reads the server's RSS idle (after one warm-up socket) and with M idle sockets open;
+  2. times the handshake + snapshot frame of those M sockets, opened 50 at a time;
+  3. publishes S progress states of one job at R per second, through the project's own
+     publisher (Redis + channel layer, as a Celery worker would), to the one user who owns
+     all M sockets, and records recv time - ts of every frame on every socket;
+  4. reads the server's CPU time (utime + stime) spent during step 3.
+
+Run it from the repository root:
+
+    .venv/bin/python bench/asgi_servers.py            # M=1000, S=200, R=20
+    .venv/bin/python bench/asgi_servers.py --quick    # M=100, S=50: a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import platform
+import resource
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import connect
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.support import (  # noqa: E402
+    PYTHON,
+    RedisServer,
+    Service,
+    free_port,
+    manage,
+    test_env,
+    wait_for,
+)
+
+PASSWORD = "a-long-bench-password"
+CONCURRENCY = 50
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+STARTED = time.monotonic()
+
+
+def log(message: str) -> None:
+    print(f"[{time.monotonic() - STARTED:6.1f}s] {message}", flush=True)
+
+
+# The configurations.
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    key: str
+    label: str
+    argv: Callable[[int], list[str]]
+
+
+def _uvicorn(deflate: bool) -> Callable[[int], list[str]]:
+    def argv(port: int) -> list[str]:
+        args = [PYTHON, "-m", "uvicorn", "tasks_site.asgi:application", "--host", "127.0.0.1",
+                "--port", str(port), "--lifespan", "off", "--ws-max-size", "65536"]  # fmt: skip
+        if not deflate:
+            args += ["--ws-per-message-deflate", "false"]
+        return args
+
+    return argv
+
+
+def _daphne(port: int) -> list[str]:
+    return [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+            "tasks_site.asgi:application"]  # fmt: skip
+
+
+CONFIGS = [
+    Config("uvicorn", "A uvicorn, deflate off", _uvicorn(deflate=False)),
+    Config("uvicorn-deflate", "B uvicorn, deflate on", _uvicorn(deflate=True)),
+    Config("daphne", "C daphne", _daphne),
+]
+
+
+# Reading a process tree's memory and CPU from /proc.
+
+
+def _descendants(pid: int) -> list[int]:
+    """The process and all its children, grandchildren and so on."""
+    found = [pid]
+    for parent in found:
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{parent}/task"):
+                with contextlib.suppress(OSError):
+                    text = Path(f"/proc/{parent}/task/{task}/children").read_text()
+                    found.extend(int(child) for child in text.split())
+    return found
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of the process and its descendants, in KiB."""
+    total = 0
+    for each in _descendants(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{each}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process (all its threads) and its descendants, in seconds."""
+    ticks = 0
+    for each in _descendants(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{each}/stat").read_text().rpartition(")")[2].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / CLK_TCK
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all cores spent busy (not idle, not waiting on I/O), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank) of values; NaN when there are none."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+# The results.
+
+
+@dataclasses.dataclass
+class Result:
+    config: Config
+    extensions: str = ""
+    rss_idle_kib: int = 0
+    rss_open_kib: int = 0
+    rss_after_kib: int = 0
+    opened: int = 0
+    open_errors: list[str] = dataclasses.field(default_factory=list)
+    handshake_ms: list[float] = dataclasses.field(default_factory=list)
+    open_total_s: float = 0.0
+    latencies_ms: list[float] = dataclasses.field(default_factory=list)
+    frames: int = 0
+    got_final: int = 0
+    fanout_s: float = 0.0
+    publish_s: float = 0.0
+    server_cpu_s: float = 0.0
+    redis_cpu_s: float = 0.0
+    client_cpu_s: float = 0.0
+    other_cpu_s: float = 0.0
+    error: str | None = None
+
+    @property
+    def kib_per_socket(self) -> float:
+        return (self.rss_open_kib - self.rss_idle_kib) / self.opened if self.opened else math.nan
+
+    @property
+    def kib_per_socket_after(self) -> float:
+        return (self.rss_after_kib - self.rss_idle_kib) / self.opened if self.opened else math.nan
+
+
+# The WebSocket clients.
+
+
+class Sockets:
+    """M sockets of one user; each records the latency of every PROGRESS frame of one job."""
+
+    def __init__(self, url: str, headers: dict[str, str], job_id: str, final: int) -> None:
+        self.url = url
+        self.headers = headers
+        self.job_id = job_id
+        self.final = final
+        self.conns: list[Any] = []
+        self.readers: list[asyncio.Task[None]] = []
+        self.latencies: list[float] = []
+        self.finals = 0
+        self.all_final = asyncio.Event()
+        self.target = 0
+
+    async def open_one(self) -> tuple[Any, float]:
+        begin = time.perf_counter()
+        conn = await connect(
+            self.url,
+            additional_headers=self.headers,
+            open_timeout=60,
+            ping_interval=None,  # Browsers do not ping; pings would add load of their own.
+            close_timeout=5,
+            max_size=2**20,
+        )  # Offers permessage-deflate, as browsers do.
+        try:
+            frame = json.loads(await asyncio.wait_for(conn.recv(), 60))
+        except BaseException:
+            await conn.close()
+            raise
+        elapsed = time.perf_counter() - begin
+        if frame.get("type") != "snapshot":
+            await conn.close()
+            raise RuntimeError(f"first frame is not a snapshot: {frame!r:.200}")
+        return conn, elapsed
+
+    async def open(self, count: int, result: Result | None) -> None:
+        gate = asyncio.Semaphore(CONCURRENCY)
+        done = 0
+
+        async def one() -> None:
+            nonlocal done
+            async with gate:
+                try:
+                    conn, elapsed = await self.open_one()
+                except Exception as exc:
+                    if result is not None:
+                        result.open_errors.append(repr(exc))
+                    return
+            self.conns.append(conn)
+            self.readers.append(asyncio.create_task(self._read(conn)))
+            if result is not None:
+                result.handshake_ms.append(elapsed * 1000)
+            done += 1
+            if count >= 200 and done % (count // 4) == 0:
+                log(f"    {done}/{count} sockets open")
+
+        await asyncio.gather(*(one() for _ in range(count)))
+
+    async def _read(self, conn: Any) -> None:
+        final_seen = False
+        with contextlib.suppress(Exception):
+            async for message in conn:
+                now = time.time()
+                frame = json.loads(message)
+                if frame.get("type") != "job":
+                    continue
+                job = frame["job"]
+                if job["id"] != self.job_id or job["state"] != "PROGRESS":
+                    continue
+                self.latencies.append(now - job["ts"])
+                if job["current"] == self.final and not final_seen:
+                    final_seen = True
+                    self.finals += 1
+                    if self.finals >= self.target:
+                        self.all_final.set()
+
+    async def close(self) -> None:
+        gate = asyncio.Semaphore(200)
+
+        async def one(conn: Any) -> None:
+            async with gate:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.close(), 10)
+
+        await asyncio.gather(*(one(conn) for conn in self.conns))
+        for reader in self.readers:
+            reader.cancel()
+        await asyncio.gather(*self.readers, return_exceptions=True)
+        self.conns.clear()
+        self.readers.clear()
+
+
+# Publishing, as a worker would, from this process.
+
+
+def publish_states(
+    job: Any, states: int, rate: float, stop: threading.Event, warmup: bool = False
+) -> float:
+    """Publishes `states` PROGRESS states of the job at `rate` per second; returns the time taken."""
+    from progress.events import State
+    from progress.publisher import get_publisher
+
+    publisher = get_publisher()
+    base = job.to_state()
+    if warmup:
+        publisher.publish(dataclasses.replace(base, state=State.STARTED, ts=time.time())).result(30)
+        return 0.0
+    begin = time.monotonic()
+    for i in range(1, states + 1):
+        if stop.is_set():
+            break
+        delay = begin + (i - 1) / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        state = dataclasses.replace(
+            base, state=State.PROGRESS, current=i, total=states, ts=time.time()
+        )
+        publisher.publish(state).result(30)
+    return time.monotonic() - begin
+
+
+# One configuration, start to end.
+
+
+def login(base_url: str, username: str) -> httpx.Client:
+    client = httpx.Client(base_url=base_url, timeout=30)
+    client.get("/accounts/login/")
+    response = client.post(
+        "/accounts/login/",
+        data={
+            "username": username,
+            "password": PASSWORD,
+            "csrfmiddlewaretoken": client.cookies["csrftoken"],
+        },
+        headers={"Referer": f"{base_url}/accounts/login/"},
+    )
+    if response.status_code != 302:
+        raise RuntimeError(f"login failed: {response.status_code} {response.text[:300]}")
+    return client
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+async def measure(
+    result: Result,
+    server: Service,
+    redis: RedisServer,
+    sockets: Sockets,
+    args: argparse.Namespace,
+    job: Any,
+) -> None:
+    pid = server.process.pid
+    label = result.config.label
+    loop = asyncio.get_running_loop()
+
+    # Warm-up: one socket through the whole path, so lazy imports and pools are in the idle RSS.
+    warm = Sockets(sockets.url, sockets.headers, sockets.job_id, sockets.final)
+    conn, _elapsed = await warm.open_one()
+    result.extensions = conn.response.headers.get("Sec-WebSocket-Extensions", "") or "none"
+    await conn.close()
+    await asyncio.sleep(1.5)
+    result.rss_idle_kib = rss_kib(pid)
+    log(f"{label}: step 1 idle RSS {result.rss_idle_kib / 1024:.1f} MiB "
+        f"(negotiated extensions: {result.extensions})")  # fmt: skip
+
+    log(f"{label}: steps 1-2 opening {args.sockets} sockets, {CONCURRENCY} at a time")
+    begin = time.perf_counter()
+    await sockets.open(args.sockets, result)
+    result.open_total_s = time.perf_counter() - begin
+    result.opened = len(sockets.conns)
+    server.assert_alive()
+    if result.open_errors:
+        log(f"{label}: {len(result.open_errors)} sockets failed to open, "
+            f"e.g. {result.open_errors[0]}")  # fmt: skip
+    await asyncio.sleep(2)
+    result.rss_open_kib = rss_kib(pid)
+    log(
+        f"{label}: {result.opened} open in {result.open_total_s:.1f}s, "
+        f"handshake p50 {percentile(result.handshake_ms, 50):.0f} ms; "
+        f"RSS {result.rss_open_kib / 1024:.1f} MiB ({result.kib_per_socket:.1f} KiB/socket)"
+    )
+
+    # Step 3: fan-out. A STARTED state first warms the publisher and the layer.
+    stop = threading.Event()
+    await loop.run_in_executor(None, lambda: publish_states(job, 0, 1, stop, warmup=True))
+    await asyncio.sleep(1)
+    sockets.target = result.opened
+    log(f"{label}: step 3 publishing {args.states} states at {args.rate}/s "
+        f"to {result.opened} sockets")  # fmt: skip
+    cpu0, redis0, own0 = cpu_seconds(pid), cpu_seconds(redis_pid(redis)), own_cpu_seconds()
+    busy0 = machine_busy_seconds()
+    begin = time.monotonic()
+    try:
+        result.publish_s = await loop.run_in_executor(
+            None, lambda: publish_states(job, args.states, args.rate, stop)
+        )
+    finally:
+        stop.set()  # On Ctrl-C, ends the publishing thread at its next state.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(sockets.all_final.wait(), args.drain_timeout)
+    result.fanout_s = time.monotonic() - begin
+    result.server_cpu_s = cpu_seconds(pid) - cpu0
+    result.redis_cpu_s = cpu_seconds(redis_pid(redis)) - redis0
+    result.client_cpu_s = own_cpu_seconds() - own0
+    # Whatever else ran on the machine meanwhile: the noise to keep in mind.
+    result.other_cpu_s = max(
+        0.0,
+        machine_busy_seconds() - busy0
+        - result.server_cpu_s - result.redis_cpu_s - result.client_cpu_s,
+    )
+    await asyncio.sleep(0.5)  # Let stragglers land, for a fair count.
+    result.got_final = sockets.finals
+    result.latencies_ms = [value * 1000 for value in sockets.latencies]
+    result.frames = len(sockets.latencies)
+    server.assert_alive()
+    await asyncio.sleep(1)
+    result.rss_after_kib = rss_kib(pid)
+    log(
+        f"{label}: fan-out p50 {percentile(result.latencies_ms, 50):.1f} ms, "
+        f"p99 {percentile(result.latencies_ms, 99):.1f} ms; final state on "
+        f"{result.got_final}/{result.opened} sockets; server CPU {result.server_cpu_s:.2f}s"
+    )
+
+    log(f"{label}: closing sockets")
+    await sockets.close()
+
+
+def redis_pid(redis: RedisServer) -> int:
+    assert redis.process is not None
+    return redis.process.pid
+
+
+def run_config(
+    config: Config,
+    env: dict[str, str],
+    workdir: Path,
+    redis: RedisServer,
+    args: argparse.Namespace,
+    running: list[Service],
+) -> Result:
+    from django.contrib.auth.models import User
+
+    from progress.models import Job
+
+    result = Result(config)
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    log(f"{config.label}: starting on port {port}")
+    server = Service(config.key, config.argv(port), env, workdir / f"{config.key}.log")
+    running.append(server)
+    client: httpx.Client | None = None
+    try:
+
+        def ready() -> bool:
+            server.assert_alive()
+            return httpx.get(f"{base_url}/accounts/login/", timeout=5).status_code == 200
+
+        wait_for(ready, timeout=60, interval=0.2)
+        username = f"bench-{config.key}"
+        client = login(base_url, username)
+        cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+        user = User.objects.get(username=username)
+        job = Job.objects.create(owner=user, task="bench.fanout", ts=time.time())
+        sockets_headers = {"Cookie": cookie, "Origin": base_url}
+        ws_url = base_url.replace("http://", "ws://") + "/ws/progress/"
+        with asyncio.Runner(loop_factory=new_loop) as runner:
+            sockets = Sockets(ws_url, sockets_headers, str(job.id), final=args.states)
+            try:
+                runner.run(measure(result, server, redis, sockets, args, job))
+            finally:
+                with contextlib.suppress(Exception):
+                    runner.run(sockets.close())
+    except Exception as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+        log(f"{config.label}: FAILED: {result.error}")
+        tail = server.output()[-2000:]
+        if tail.strip():
+            log(f"{config.label}: last server output:\n{tail}")
+    finally:
+        if client is not None:
+            client.close()
+        log(f"{config.label}: stopping the server")
+        server.stop()
+        running.remove(server)
+    return result
+
+
+# The report.
+
+
+def fmt(value: float, digits: int = 1) -> str:
+    return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
+
+
+METRICS: list[tuple[str, Callable[[Result], float], int]] = [
+    ("idle RSS MiB", lambda r: r.rss_idle_kib / 1024, 1),
+    ("RSS, M open MiB", lambda r: r.rss_open_kib / 1024, 1),
+    ("KiB/socket", lambda r: r.kib_per_socket, 1),
+    ("KiB/socket after fan-out", lambda r: r.kib_per_socket_after, 1),
+    ("handshake p50 ms", lambda r: percentile(r.handshake_ms, 50), 1),
+    ("handshake p99 ms", lambda r: percentile(r.handshake_ms, 99), 1),
+    ("open M total s", lambda r: r.open_total_s, 2),
+    ("fan-out p50 ms", lambda r: percentile(r.latencies_ms, 50), 1),
+    ("fan-out p99 ms", lambda r: percentile(r.latencies_ms, 99), 1),
+    ("server CPU s (step 3)", lambda r: r.server_cpu_s, 2),
+]
+
+
+def table(results: list[Result], args: argparse.Namespace) -> str:
+    base = next((r for r in results if r.config.key == "uvicorn" and not r.error), None)
+    headers = ["metric"] + [r.config.label for r in results]
+    rows: list[list[str]] = []
+    for name, get, digits in METRICS:
+        row = [name]
+        for r in results:
+            if r.error:
+                row.append("failed")
+                continue
+            value = get(r)
+            cell = fmt(value, digits)
+            if base is not None and r is not base:
+                ref = get(base)
+                if ref and not math.isnan(ref) and not math.isnan(value):
+                    cell += f" (x{value / ref:.2f})"
+            row.append(cell)
+        rows.append(row)
+    extra = [
+        ("sockets opened", lambda r: f"{r.opened}/{args.sockets}"),
+        ("final state received", lambda r: f"{r.got_final}/{r.opened}"),
+        ("frames received", lambda r: f"{r.frames}/{r.opened * args.states}"),
+        ("negotiated extension", lambda r: r.extensions.split(";")[0] or "none"),
+        ("redis CPU s (step 3)", lambda r: f"{r.redis_cpu_s:.2f}"),
+        ("bench client CPU s (step 3)", lambda r: f"{r.client_cpu_s:.2f}"),
+        ("other processes' CPU s (step 3)", lambda r: f"{r.other_cpu_s:.2f}"),
+        ("step 3 wall s", lambda r: f"{r.fanout_s:.1f}"),
+    ]
+    for name, show in extra:
+        rows.append([name] + [("failed" if r.error else show(r)) for r in results])
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+    lines = [
+        "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |",
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+    ]
+    for row in rows:
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}"
+
+
+# Setup and teardown.
+
+
+def raise_fd_limit(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))
+            return
+        raise SystemExit(f"Need {needed} open files, but the hard limit is {hard}.")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP unwind like Ctrl-C, so every `finally` below runs."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def prepare(workdir: Path, redis: RedisServer) -> dict[str, str]:
+    env = test_env(
+        DEBUG="0",
+        SECRET_KEY="bench-secret-key-not-for-production",
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        REDIS_URL=redis.url,
+        DATABASE_URL=f"sqlite:///{workdir / 'db.sqlite3'}",
+        MEDIA_ROOT=str(workdir / "media"),
+        STATIC_ROOT=str(workdir / "static"),
+        PROGRESS_MAX_SOCKETS="0",
+        DJANGO_SETTINGS_MODULE="tasks_site.settings",
+    )
+    log("migrate, collectstatic, users")
+    manage(env, "migrate", "--noinput", "-v0")
+    manage(env, "collectstatic", "--noinput", "-v0")
+    create = "; ".join(
+        f"U.objects.create_user({f'bench-{c.key}'!r}, password={PASSWORD!r})" for c in CONFIGS
+    )
+    manage(env, "shell", "-c", f"from django.contrib.auth.models import User as U; {create}")
+    # This process publishes like a worker: Django against the same database and Redis.
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    return env
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--sockets", "-M", type=int, default=1000, help="sockets (default 1000)")
+    parser.add_argument("--states", "-S", type=int, default=200, help="states (default 200)")
+    parser.add_argument("--rate", "-R", type=float, default=20.0, help="states/s (default 20)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: M=100, S=50")
+    parser.add_argument(
+        "--only", action="append", choices=[c.key for c in CONFIGS],
+        help="run only this configuration (repeatable); the default runs all three",
+    )  # fmt: skip
+    parser.add_argument(
+        "--drain-timeout", type=float, default=30.0,
+        help="seconds to wait after the last publish for every socket's final state",
+    )  # fmt: skip
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (server logs)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sockets, args.states = 100, 50
+    if args.sockets < 1 or args.states < 1 or args.rate <= 0:
+        parser.error("--sockets and --states must be >= 1, --rate > 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.chdir(ROOT)
+    raise_fd_limit(2 * args.sockets + 1024)
+    configs = [c for c in CONFIGS if not args.only or c.key in args.only]
+    log(f"machine: {machine()}; M={args.sockets} sockets, S={args.states} states "
+        f"at {args.rate}/s; configurations: {', '.join(c.label for c in configs)}")  # fmt: skip
+    workdir = Path(tempfile.mkdtemp(prefix="bench-asgi-"))
+    redis = RedisServer(workdir / "redis")
+    running: list[Service] = []
+    results: list[Result] = []
+    try:
+        with terminate_as_interrupt():
+            redis.start()
+            log(f"private redis-server on port {redis.port}")
+            env = prepare(workdir, redis)
+            for config in configs:
+                results.append(run_config(config, env, workdir, redis, args, running))
+    except KeyboardInterrupt:
+        log("interrupted; cleaning up")
+        return 130
+    finally:
+        for service in list(running):
+            service.stop(timeout=5)
+        with contextlib.suppress(Exception):
+            redis.stop()
+        if args.keep:
+            log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print()
+    print(f"M={args.sockets} sockets of one user, S={args.states} states at {args.rate}/s, "
+          f"handshakes {CONCURRENCY} at a time; {machine()}")  # fmt: skip
+    print("Ratios (xN) are against A, uvicorn with deflate off, measured in this same run.")
+    print()
+    print(table(results, args))
+    failed = [r for r in results if r.error]
+    for r in failed:
+        print(f"\n{r.config.label} failed: {r.error}")
+    incomplete = [r for r in results if not r.error and r.got_final < args.sockets]
+    for r in incomplete:
+        print(f"\n{r.config.label}: only {r.got_final}/{args.sockets} sockets got the final state")
+    return 1 if failed or incomplete else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""The dashboard in a real browser: Debian's headless Chromium, driven by Playwright."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, WebSocketRoute, expect, sync_playwright
+
+from tests.conftest import PASSWORD, Stack
+from tests.support import ROOT
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# The machine has no internet: without these, Chromium keeps trying to reach Google.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+SCREENSHOTS = os.environ.get("PROGRESS_SCREENSHOTS")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Debian's chromium is not installed; `make test` installs it.")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def log_in(page: Page, stack: Stack, username: str) -> None:
+    page.goto(f"{stack.base_url}/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("[data-connection]")).to_have_text("live", timeout=10_000)
+
+
+def shoot(page: Page, name: str) -> None:
+    if SCREENSHOTS:
+        target = ROOT / SCREENSHOTS / name
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(target), full_page=True)
+
+
+def test_launch_and_watch_the_bar_reach_success_in_two_tabs(stack: Stack, browser: Browser) -> None:
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    log_in(page, stack, "alice")
+
+    form = page.locator('form[data-task="demo.count"]')
+    form.locator('input[name="steps"]').fill("40")
+    form.locator('input[name="delay"]').fill("0.15")
+    form.get_by_role("button", name="Launch").click()
+
+    row = page.locator("article[data-job-id]").first
+    expect(row).to_have_attribute("data-state", "PROGRESS", timeout=15_000)
+    job_id = row.get_attribute("data-job-id")
+
+    # A second tab of the same user shows the same job moving.
+    other = context.new_page()
+    other.goto(f"{stack.base_url}/")
+    other_row = other.locator(f'article[data-job-id="{job_id}"]')
+    expect(other_row).to_have_attribute("data-state", "PROGRESS", timeout=10_000)
+
+    # A reload mid-job picks the bar up where it is, not from zero.
+    expect(row.locator('[data-field="counts"]')).to_contain_text("/ 40", timeout=10_000)
+    page.wait_for_function(
+        "() => Number(document.querySelector('article[data-job-id] progress').value) >= 20"
+    )
+    shoot(page, "dashboard.png")
+    page.reload()
+    row = page.locator(f'article[data-job-id="{job_id}"]')
+    expect(row).to_be_visible(timeout=10_000)
+    assert float(row.locator("progress").get_attribute("value") or 0) >= 20
+
+    for tab_row in (row, other_row):
+        expect(tab_row.locator('[data-field="state"]')).to_have_text("SUCCESS", timeout=30_000)
+        expect(tab_row.locator("progress")).to_have_attribute("value", "100")
+        expect(tab_row.locator('[data-field="counts"]')).to_have_text("40 / 40")
+        expect(tab_row.locator('[data-field="result"]')).to_contain_text("counted")
+        expect(tab_row.locator('button[data-action="cancel"]')).to_be_hidden()
+    context.close()
+
+
+def test_bad_params_show_field_errors_and_cancel_works(stack: Stack, browser: Browser) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    log_in(page, stack, "bob")
+    form = page.locator('form[data-task="demo.count"]')
+    form.locator('input[name="steps"]').fill("0")
+    form.get_by_role("button", name="Launch").click()
+    expect(form.locator('[data-errors-for="steps"]')).to_contain_text("greater than or equal to 1")
+
+    form.locator('input[name="steps"]').fill("1000")
+    form.locator('input[name="delay"]').fill("0.1")
+    form.get_by_role("button", name="Launch").click()
+    row = page.locator("article[data-job-id]").first
+    expect(row).to_have_attribute("data-state", "PROGRESS", timeout=15_000)
+    row.locator('button[data-action="cancel"]').click()
+    expect(row.locator('[data-field="state"]')).to_have_text("REVOKED", timeout=15_000)
+    context.close()
+
+
+def test_job_data_is_text_never_markup(stack: Stack, browser: Browser) -> None:
+    """A job state whose fields hold HTML shows it as text: no element is made from it."""
+    context = browser.new_context()
+    page = context.new_page()
+    routes: list[WebSocketRoute] = []
+
+    def proxy(route: WebSocketRoute) -> None:
+        route.connect_to_server()  # Frames still flow both ways; we may add our own.
+        routes.append(route)
+
+    page.route_web_socket("**/ws/progress/", proxy)
+    log_in(page, stack, "alice")
+    hostile = '<img src=x onerror="document.body.dataset.pwned=1"><script>alert(1)</script>'
+    job = {
+        "id": "6f1c7a4e-0000-4000-8000-000000000001", "task": hostile, "state": "SUCCESS",
+        "current": 1, "total": 1, "percent": 100, "message": hostile, "seq": 1,
+        "ts": time.time(), "eta": None, "rate": None, "result": {"note": hostile},
+        "error": None, "created": "2026-11-21T10:00:00+00:00", "started": None,
+        "finished": None,
+    }  # fmt: skip
+    routes[-1].send(json.dumps({"type": "job", "job": job}))
+    row = page.locator(f'article[data-job-id="{job["id"]}"]')
+    expect(row.locator('[data-field="message"]')).to_have_text(hostile)
+    assert row.locator("img, script").count() == 0
+    assert page.evaluate("() => document.body.dataset.pwned") is None
+    context.close()
