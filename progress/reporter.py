@@ -12,6 +12,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from contextvars import ContextVar, Token
 from typing import Any, TypeVar
 
@@ -87,6 +88,13 @@ class JobReporter:
         if seq is not None:
             self.floor = max(self.floor, seq)
 
+    def _note_seq(self, future: Future[int | None]) -> None:
+        """Runs once a progress state is numbered: seq resumes above it if Redis loses the key."""
+        if not future.cancelled() and future.exception() is None:
+            seq = future.result()
+            if seq is not None and seq > self.floor:
+                self.floor = seq
+
     # Progress, called from task code.
 
     def update(self, current: float, total: float | None, message: str | None) -> None:
@@ -119,7 +127,7 @@ class JobReporter:
         state.ts = time.time()
         self._estimate(now)
         sent = dataclasses.replace(state)
-        self._publisher.publish(sent, self.floor)
+        self._publisher.publish(sent, self.floor).add_done_callback(self._note_seq)
         if write_db and now >= self._next_db_write:
             self._next_db_write = now + self._db_interval
             services.write_progress(sent)

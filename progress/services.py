@@ -133,7 +133,9 @@ def launch(user: User, task_name: object, params: object) -> Job:
     with transaction.atomic():
         if limit and Job.objects.filter(owner_id=_user_id(user)).unfinished().count() >= limit:
             raise TooManyJobs(limit)
-        job = Job.objects.create(owner_id=_user_id(user), task=spec.name, params=cleaned, ts=time.time())
+        job = Job.objects.create(
+            owner_id=_user_id(user), task=spec.name, params=cleaned, ts=time.time()
+        )
         transaction.on_commit(partial(_enqueue, job, spec))
     return job
 
@@ -237,7 +239,9 @@ async def open_socket(user: User, channel: str) -> bool:
     publisher = get_publisher()
     stale_after = 3 * float(progress_settings.HEARTBEAT)
     limit = int(progress_settings.MAX_SOCKETS)
-    return await publisher.acall(publisher.store.add_socket(_user_id(user), channel, limit, stale_after))
+    return await publisher.acall(
+        publisher.store.add_socket(_user_id(user), channel, limit, stale_after)
+    )
 
 
 async def close_socket(user: User, channel: str) -> None:

@@ -39,6 +39,8 @@ async def job_events(job: Job) -> AsyncIterator[str]:
         while True:
             done, _pending = await asyncio.wait({receive}, timeout=progress_settings.SSE_KEEPALIVE)
             if not done:
+                # Re-join too: channels-redis expires group membership.
+                await layer.group_add(group, channel)
                 yield ": keep-alive\n\n"
                 continue
             message = receive.result()

@@ -89,6 +89,12 @@ def _on_failure(task_id: str, exception: BaseException, **kwargs: Any) -> None:
     running = _running.get(task_id)
     if running is not None:
         running[0].finish(State.FAILURE, error=error_message(exception))
+        return
+    # No reporter here: the main process reports a child that died mid-task.
+    job_uuid = parse_job_id(task_id)
+    job = Job.objects.filter(pk=job_uuid).first() if job_uuid else None
+    if job is not None and not job.is_final:
+        services.record_final(job, State.FAILURE, error=error_message(exception))
 
 
 @task_retry.connect

@@ -121,7 +121,10 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
+            # channels-redis blocks for 5 s per read while waiting for
+            # messages; redis-py 8's default 5 s socket timeout would cut
+            # that read and drop every socket idle for 5 s.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
             # The default of 100 drops whole group messages under load; a
             # per-user channel of 1,000 rides out a burst of many jobs.
             "capacity": 1000,

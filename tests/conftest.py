@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ class Stack:
 
     def login(self, username: str) -> httpx.Client:
         client = httpx.Client(base_url=self.base_url, timeout=10)
-        client.get("/accounts/login/")
+        client.get("/accounts/login/")  # Sets the CSRF cookie the form post needs.
         response = client.post(
             "/accounts/login/",
             data={
@@ -153,22 +153,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             service.stop()
 
 
-@pytest.fixture
-def alice(stack: Stack) -> Iterator[httpx.Client]:
-    client = stack.login("alice")
-    yield client
-    client.close()
+def _logged_in(username: str) -> Callable[[Stack], Iterator[httpx.Client]]:
+    def fixture(stack: Stack) -> Iterator[httpx.Client]:
+        client = stack.login(username)
+        yield client
+        client.close()
+
+    fixture.__name__ = username
+    return pytest.fixture(fixture, name=username)
 
 
-@pytest.fixture
-def bob(stack: Stack) -> Iterator[httpx.Client]:
-    client = stack.login("bob")
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def staff(stack: Stack) -> Iterator[httpx.Client]:
-    client = stack.login("staff")
-    yield client
-    client.close()
+alice = _logged_in("alice")
+bob = _logged_in("bob")
+staff = _logged_in("staff")

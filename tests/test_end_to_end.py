@@ -207,3 +207,14 @@ def test_jobs_are_listed_newest_first(stack: Stack, alice: httpx.Client) -> None
     ids = [job["id"] for job in alice.get("/api/jobs/").json()["jobs"]]
     assert ids.index(second["id"]) < ids.index(first["id"])
     assert all(job["state"] in FINAL | {"PENDING", "STARTED", "PROGRESS"} for job in [first])
+
+
+def test_an_idle_socket_stays_open_and_still_receives(stack: Stack, alice: httpx.Client) -> None:
+    """channels-redis waits for messages in 5 s reads; an idle socket must outlive many of them."""
+    socket = stack.socket(alice)
+    assert socket.recv()["type"] == "snapshot"
+    with pytest.raises(TimeoutError):
+        socket.recv(timeout=7)  # Seven idle seconds: longer than redis-py's default timeout.
+    job = launch(alice, steps=2, delay=0.01)
+    assert socket.until_final(job["id"])[-1]["state"] == "SUCCESS"
+    socket.close()

@@ -85,3 +85,19 @@ def test_the_rate_and_eta_are_estimated(job: Job) -> None:
     state = latest(job)[1]
     assert state["rate"] is not None and 2 < float(state["rate"]) < 20  # about 8/s
     assert state["eta"] is not None and float(state["eta"]) > 1
+
+
+def test_seq_keeps_growing_after_redis_loses_the_jobs_key(job: Job) -> None:
+    """As after a Redis restart without persistence: clients that saw seq N ignore anything <= N."""
+    with override_settings(PROGRESS={"REDIS_URL": os.environ["REDIS_URL"], "THROTTLE": 0}):
+        reporter = JobReporter(job)
+    reporter.start()
+    for i in range(1, 4):
+        reporter.update(i, 10, None)
+        wait_for(lambda i=i: latest(job)[1]["current"] == i, timeout=5)
+    seen, _state = latest(job)
+    publisher = get_publisher()
+    publisher.call(publisher.store.redis.flushdb())
+    reporter.update(4, 10, None)
+    wait_for(lambda: publisher.call(publisher.store.get_many([str(job.id)])), timeout=5)
+    assert latest(job)[0] > seen
