@@ -61,6 +61,9 @@ class CloseCode(enum.IntEnum):
     TOO_MANY_SOCKETS = 4429
 
 
+# The longest `message` a job carries, live and stored alike.
+MAX_MESSAGE_LENGTH = 500
+
 # The channel-layer message type that carries a job state; Channels routes it
 # to the consumer method `progress_job`.
 LAYER_JOB_MESSAGE = "progress.job"
@@ -169,7 +172,7 @@ class JobState:
             "current": _number(self.current),
             "total": _number(self.total),
             "percent": self.percent,
-            "message": self.message,
+            "message": self.message[:MAX_MESSAGE_LENGTH],
         }
         tail = {
             "ts": self.ts,

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from .events import FINAL_STATES, JobState, State
+from .events import FINAL_STATES, MAX_MESSAGE_LENGTH, JobState, State
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -38,7 +38,7 @@ class Job(models.Model):
     )
     current = models.FloatField(default=0)
     total = models.FloatField(null=True, blank=True)
-    message = models.CharField(max_length=500, blank=True)
+    message = models.CharField(max_length=MAX_MESSAGE_LENGTH, blank=True)
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
     result_file = models.FileField(upload_to="progress/", blank=True)

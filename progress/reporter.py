@@ -66,7 +66,7 @@ class JobReporter:
         """Runs in task_retry: the job goes RETRY until the next attempt starts."""
         self._closed = True
         state = dataclasses.replace(self.state, state=State.RETRY, ts=time.time(), eta=None)
-        state.message = f"Retrying: {reason}"[:500]
+        state.message = f"Retrying: {reason}"
         self._commit(state)
 
     def finish(self, final: State, *, result: Any = None, error: str | None = None) -> None:

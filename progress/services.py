@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from . import registry
 from .conf import progress_settings
-from .events import FINAL_STATES, JobState, State, parse_job_id
+from .events import FINAL_STATES, MAX_MESSAGE_LENGTH, JobState, State, parse_job_id
 from .exceptions import JobNotFound, TooManyJobs
 from .models import Job
 from .publisher import get_publisher
@@ -181,7 +181,7 @@ def commit_state(state: JobState, floor: int = 0) -> int | None:
         "state": state.state.value,
         "current": state.current,
         "total": state.total,
-        "message": state.message[:500],
+        "message": state.message[:MAX_MESSAGE_LENGTH],
         "ts": state.ts,
         "seq": seq,
     }
@@ -203,7 +203,7 @@ def write_progress(state: JobState) -> None:
         state=state.state.value,
         current=state.current,
         total=state.total,
-        message=state.message[:500],
+        message=state.message[:MAX_MESSAGE_LENGTH],
         ts=state.ts,
     )
 

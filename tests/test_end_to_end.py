@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -217,4 +220,19 @@ def test_an_idle_socket_stays_open_and_still_receives(stack: Stack, alice: httpx
         socket.recv(timeout=7)  # Seven idle seconds: longer than redis-py's default timeout.
     job = launch(alice, steps=2, delay=0.01)
     assert socket.until_final(job["id"])[-1]["state"] == "SUCCESS"
+    socket.close()
+
+
+def test_a_job_whose_worker_child_is_killed_ends_failure(stack: Stack, alice: httpx.Client) -> None:
+    socket = stack.socket(alice)
+    socket.recv()
+    job = launch(alice, steps=400, delay=0.05)
+    wait_for(lambda: socket.recv()["job"]["state"] == "PROGRESS", 20)
+    worker = stack.services[0].process.pid
+    children = Path(f"/proc/{worker}/task/{worker}/children").read_text().split()
+    for child in children:  # Celery replaces its pool children; only the job is lost.
+        os.kill(int(child), signal.SIGKILL)
+    final = socket.until_final(job["id"])[-1]
+    assert final["state"] == "FAILURE"
+    assert "WorkerLostError" in final["error"] and "Traceback" not in final["error"]
     socket.close()
