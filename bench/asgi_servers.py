@@ -32,6 +32,7 @@ import logging
 import math
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -63,7 +64,12 @@ from tests.support import (  # noqa: E402
 PASSWORD = "a-long-bench-password"
 CONCURRENCY = 50
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# An error line in a server's log: uvicorn's "ERROR:    ..." or Django's "<date> <time> ERROR ...".
+ERROR_LINE = re.compile(r"^(ERROR:|\S+ \S+ ERROR )", re.MULTILINE)
 STARTED = time.monotonic()
+# The measurement running now, for the signal handler to cancel; set once interrupted.
+MEASURING: asyncio.Task[None] | None = None
+INTERRUPTED = threading.Event()
 
 
 def log(message: str) -> None:
@@ -178,16 +184,29 @@ class Result:
     frames: int = 0
     got_final: int = 0
     fanout_s: float = 0.0
+    deliver_s: float = 0.0
     publish_s: float = 0.0
     server_cpu_s: float = 0.0
     redis_cpu_s: float = 0.0
     client_cpu_s: float = 0.0
     other_cpu_s: float = 0.0
+    dropped: list[str] = dataclasses.field(default_factory=list)
+    errors_step3: int = 0
+    errors_total: int = 0
     error: str | None = None
 
     @property
     def kib_per_socket(self) -> float:
         return (self.rss_open_kib - self.rss_idle_kib) / self.opened if self.opened else math.nan
+
+    @property
+    def cpu_us_per_frame(self) -> float:
+        return self.server_cpu_s * 1e6 / self.frames if self.frames else math.nan
+
+    @property
+    def frames_per_s(self) -> float:
+        """Frames delivered per second, from the first publish to the last frame received."""
+        return self.frames / self.deliver_s if self.deliver_s else math.nan
 
     @property
     def kib_per_socket_after(self) -> float:
@@ -211,6 +230,9 @@ class Sockets:
         self.finals = 0
         self.all_final = asyncio.Event()
         self.target = 0
+        self.closing = False
+        self.last_recv = 0.0
+        self.dropped: list[str] = []
 
     async def open_one(self) -> tuple[Any, float]:
         begin = time.perf_counter()
@@ -258,9 +280,10 @@ class Sockets:
 
     async def _read(self, conn: Any) -> None:
         final_seen = False
-        with contextlib.suppress(Exception):
+        try:
             async for message in conn:
                 now = time.time()
+                self.last_recv = now
                 frame = json.loads(message)
                 if frame.get("type") != "job":
                     continue
@@ -273,16 +296,30 @@ class Sockets:
                     self.finals += 1
                     if self.finals >= self.target:
                         self.all_final.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.dropped.append(f"{type(exc).__name__}: {exc}")
+            return
+        if not self.closing:
+            # The server closed the socket: keep the close code and reason.
+            self.dropped.append(f"closed by the server: {conn.close_code} {conn.close_reason}")
 
-    async def close(self) -> None:
-        gate = asyncio.Semaphore(200)
+    async def close(self, fast: bool = False) -> None:
+        """Closes every socket with a close handshake, or drops them all at once if `fast`."""
+        self.closing = True
+        gate = asyncio.Semaphore(CONCURRENCY)
 
         async def one(conn: Any) -> None:
             async with gate:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(conn.close(), 10)
 
-        await asyncio.gather(*(one(conn) for conn in self.conns))
+        if fast:
+            for conn in self.conns:
+                conn.transport.abort()
+        else:
+            await asyncio.gather(*(one(conn) for conn in self.conns))
         for reader in self.readers:
             reader.cancel()
         await asyncio.gather(*self.readers, return_exceptions=True)
@@ -296,7 +333,7 @@ class Sockets:
 def publish_states(
     job: Any, states: int, rate: float, stop: threading.Event, warmup: bool = False
 ) -> float:
-    """Publishes `states` PROGRESS states of the job at `rate` per second; returns the time taken."""
+    """Publishes `states` PROGRESS states of the job at `rate`/s; returns the time it took."""
     from progress.events import State
     from progress.publisher import get_publisher
 
@@ -355,6 +392,22 @@ async def measure(
     args: argparse.Namespace,
     job: Any,
 ) -> None:
+    global MEASURING
+    MEASURING = asyncio.current_task()
+    try:
+        await _measure(result, server, redis, sockets, args, job)
+    finally:
+        MEASURING = None
+
+
+async def _measure(
+    result: Result,
+    server: Service,
+    redis: RedisServer,
+    sockets: Sockets,
+    args: argparse.Namespace,
+    job: Any,
+) -> None:
     pid = server.process.pid
     label = result.config.label
     loop = asyncio.get_running_loop()
@@ -395,7 +448,7 @@ async def measure(
         f"to {result.opened} sockets")  # fmt: skip
     cpu0, redis0, own0 = cpu_seconds(pid), cpu_seconds(redis_pid(redis)), own_cpu_seconds()
     busy0 = machine_busy_seconds()
-    begin = time.monotonic()
+    begin, wall_begin = time.monotonic(), time.time()
     try:
         result.publish_s = await loop.run_in_executor(
             None, lambda: publish_states(job, args.states, args.rate, stop)
@@ -411,20 +464,29 @@ async def measure(
     # Whatever else ran on the machine meanwhile: the noise to keep in mind.
     result.other_cpu_s = max(
         0.0,
-        machine_busy_seconds() - busy0
-        - result.server_cpu_s - result.redis_cpu_s - result.client_cpu_s,
+        machine_busy_seconds()
+        - busy0
+        - result.server_cpu_s
+        - result.redis_cpu_s
+        - result.client_cpu_s,
     )
     await asyncio.sleep(0.5)  # Let stragglers land, for a fair count.
     result.got_final = sockets.finals
     result.latencies_ms = [value * 1000 for value in sockets.latencies]
     result.frames = len(sockets.latencies)
+    result.deliver_s = max(0.0, sockets.last_recv - wall_begin)
+    result.errors_step3 = len(ERROR_LINE.findall(server.output()))
+    result.dropped = list(sockets.dropped)
+    if result.dropped:
+        log(f"{label}: {len(result.dropped)} sockets closed early, e.g. {result.dropped[0]}")
     server.assert_alive()
     await asyncio.sleep(1)
     result.rss_after_kib = rss_kib(pid)
     log(
         f"{label}: fan-out p50 {percentile(result.latencies_ms, 50):.1f} ms, "
         f"p99 {percentile(result.latencies_ms, 99):.1f} ms; final state on "
-        f"{result.got_final}/{result.opened} sockets; server CPU {result.server_cpu_s:.2f}s"
+        f"{result.got_final}/{result.opened} sockets; server CPU {result.server_cpu_s:.2f}s; "
+        f"publishing took {result.publish_s:.1f}s"
     )
 
     log(f"{label}: closing sockets")
@@ -443,6 +505,7 @@ def run_config(
     redis: RedisServer,
     args: argparse.Namespace,
     running: list[Service],
+    round_no: int,
 ) -> Result:
     from django.contrib.auth.models import User
 
@@ -452,7 +515,7 @@ def run_config(
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     log(f"{config.label}: starting on port {port}")
-    server = Service(config.key, config.argv(port), env, workdir / f"{config.key}.log")
+    server = Service(config.key, config.argv(port), env, workdir / f"{config.key}-{round_no}.log")
     running.append(server)
     client: httpx.Client | None = None
     try:
@@ -462,7 +525,7 @@ def run_config(
             return httpx.get(f"{base_url}/accounts/login/", timeout=5).status_code == 200
 
         wait_for(ready, timeout=60, interval=0.2)
-        username = f"bench-{config.key}"
+        username = f"bench-{config.key}-{round_no}"
         client = login(base_url, username)
         cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
         user = User.objects.get(username=username)
@@ -473,9 +536,13 @@ def run_config(
             sockets = Sockets(ws_url, sockets_headers, str(job.id), final=args.states)
             try:
                 runner.run(measure(result, server, redis, sockets, args, job))
+            except asyncio.CancelledError:
+                if INTERRUPTED.is_set():
+                    raise KeyboardInterrupt from None
+                raise
             finally:
                 with contextlib.suppress(Exception):
-                    runner.run(sockets.close())
+                    runner.run(sockets.close(fast=INTERRUPTED.is_set()))
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
         log(f"{config.label}: FAILED: {result.error}")
@@ -487,6 +554,7 @@ def run_config(
             client.close()
         log(f"{config.label}: stopping the server")
         server.stop()
+        result.errors_total = len(ERROR_LINE.findall(server.output()))
         running.remove(server)
     return result
 
@@ -509,39 +577,53 @@ METRICS: list[tuple[str, Callable[[Result], float], int]] = [
     ("fan-out p50 ms", lambda r: percentile(r.latencies_ms, 50), 1),
     ("fan-out p99 ms", lambda r: percentile(r.latencies_ms, 99), 1),
     ("server CPU s (step 3)", lambda r: r.server_cpu_s, 2),
+    ("server CPU us per frame", lambda r: r.cpu_us_per_frame, 0),
+    ("frames delivered/s", lambda r: r.frames_per_s, 0),
 ]
 
 
-def table(results: list[Result], args: argparse.Namespace) -> str:
-    base = next((r for r in results if r.config.key == "uvicorn" and not r.error), None)
-    headers = ["metric"] + [r.config.label for r in results]
+def median(values: list[float]) -> float:
+    values = sorted(v for v in values if not math.isnan(v))
+    if not values:
+        return math.nan
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def table(results: dict[str, list[Result]], args: argparse.Namespace) -> str:
+    """Medians over rounds of each metric, with ratios against uvicorn with deflate off."""
+    configs = [c for c in CONFIGS if c.key in results]
+    headers = ["metric"] + [c.label for c in configs]
     rows: list[list[str]] = []
     for name, get, digits in METRICS:
+        values = {c.key: median([get(r) for r in results[c.key] if not r.error]) for c in configs}
+        ref = values.get("uvicorn", math.nan)
         row = [name]
-        for r in results:
-            if r.error:
-                row.append("failed")
-                continue
-            value = get(r)
-            cell = fmt(value, digits)
-            if base is not None and r is not base:
-                ref = get(base)
-                if ref and not math.isnan(ref) and not math.isnan(value):
-                    cell += f" (x{value / ref:.2f})"
+        for c in configs:
+            value = values[c.key]
+            cell = "failed" if all(r.error for r in results[c.key]) else fmt(value, digits)
+            if c.key != "uvicorn" and ref and not math.isnan(ref) and not math.isnan(value):
+                cell += f" (x{value / ref:.2f})"
             row.append(cell)
         rows.append(row)
-    extra = [
+    extra: list[tuple[str, Callable[[Result], str]]] = [
         ("sockets opened", lambda r: f"{r.opened}/{args.sockets}"),
         ("final state received", lambda r: f"{r.got_final}/{r.opened}"),
         ("frames received", lambda r: f"{r.frames}/{r.opened * args.states}"),
+        ("sockets closed early", lambda r: str(len(r.dropped))),
+        ("server errors logged to end of step 3", lambda r: str(r.errors_step3)),
+        ("server errors logged in all", lambda r: str(r.errors_total)),
         ("negotiated extension", lambda r: r.extensions.split(";")[0] or "none"),
         ("redis CPU s (step 3)", lambda r: f"{r.redis_cpu_s:.2f}"),
         ("bench client CPU s (step 3)", lambda r: f"{r.client_cpu_s:.2f}"),
         ("other processes' CPU s (step 3)", lambda r: f"{r.other_cpu_s:.2f}"),
-        ("step 3 wall s", lambda r: f"{r.fanout_s:.1f}"),
+        ("first publish to last frame s", lambda r: f"{r.deliver_s:.1f}"),
     ]
     for name, show in extra:
-        rows.append([name] + [("failed" if r.error else show(r)) for r in results])
+        cells = [
+            " / ".join("failed" if r.error else show(r) for r in results[c.key]) for c in configs
+        ]
+        rows.append([name, *cells])
     widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
     lines = [
         "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |",
@@ -582,12 +664,23 @@ def raise_fd_limit(needed: int) -> None:
 
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP unwind like Ctrl-C, so every `finally` below runs."""
+    """Ctrl-C, SIGTERM and SIGHUP unwind the run, so every `finally` below runs.
+
+    Inside a measurement they cancel its task, so that sockets, threads and the loop wind
+    down in order; elsewhere they raise KeyboardInterrupt. SIGINT is handled here too, since
+    a shell starts background jobs with SIGINT ignored.
+    """
 
     def handler(signum: int, frame: object) -> None:
+        INTERRUPTED.set()
+        task = MEASURING
+        if task is not None and not task.done():
+            task.get_loop().call_soon_threadsafe(task.cancel)
+            return
         raise KeyboardInterrupt(f"signal {signum}")
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
     try:
         yield
     finally:
@@ -595,7 +688,7 @@ def terminate_as_interrupt() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def prepare(workdir: Path, redis: RedisServer) -> dict[str, str]:
+def prepare(workdir: Path, redis: RedisServer, rounds: int) -> dict[str, str]:
     env = test_env(
         DEBUG="0",
         SECRET_KEY="bench-secret-key-not-for-production",
@@ -611,7 +704,9 @@ def prepare(workdir: Path, redis: RedisServer) -> dict[str, str]:
     manage(env, "migrate", "--noinput", "-v0")
     manage(env, "collectstatic", "--noinput", "-v0")
     create = "; ".join(
-        f"U.objects.create_user({f'bench-{c.key}'!r}, password={PASSWORD!r})" for c in CONFIGS
+        f"U.objects.create_user({f'bench-{c.key}-{n}'!r}, password={PASSWORD!r})"
+        for c in CONFIGS
+        for n in range(rounds)
     )
     manage(env, "shell", "-c", f"from django.contrib.auth.models import User as U; {create}")
     # This process publishes like a worker: Django against the same database and Redis.
@@ -637,12 +732,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--drain-timeout", type=float, default=30.0,
         help="seconds to wait after the last publish for every socket's final state",
     )  # fmt: skip
+    parser.add_argument(
+        "--rounds", type=int, default=1,
+        help="repeat every configuration N times in rotating order; the table shows medians",
+    )  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (server logs)")
     args = parser.parse_args(argv)
     if args.quick:
         args.sockets, args.states = 100, 50
-    if args.sockets < 1 or args.states < 1 or args.rate <= 0:
-        parser.error("--sockets and --states must be >= 1, --rate > 0")
+    if args.sockets < 1 or args.states < 1 or args.rate <= 0 or args.rounds < 1:
+        parser.error("--sockets, --states and --rounds must be >= 1, --rate > 0")
     return args
 
 
@@ -656,14 +755,20 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-asgi-"))
     redis = RedisServer(workdir / "redis")
     running: list[Service] = []
-    results: list[Result] = []
+    results: dict[str, list[Result]] = {}
     try:
         with terminate_as_interrupt():
             redis.start()
             log(f"private redis-server on port {redis.port}")
-            env = prepare(workdir, redis)
-            for config in configs:
-                results.append(run_config(config, env, workdir, redis, args, running))
+            env = prepare(workdir, redis, args.rounds)
+            for round_no in range(args.rounds):
+                # Each round starts with the next configuration, so drift spreads over all.
+                order = configs[round_no % len(configs) :] + configs[: round_no % len(configs)]
+                if args.rounds > 1:
+                    log(f"round {round_no + 1}/{args.rounds}")
+                for config in order:
+                    runs = results.setdefault(config.key, [])
+                    runs.append(run_config(config, env, workdir, redis, args, running, round_no))
     except KeyboardInterrupt:
         log("interrupted; cleaning up")
         return 130
@@ -679,13 +784,19 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"M={args.sockets} sockets of one user, S={args.states} states at {args.rate}/s, "
           f"handshakes {CONCURRENCY} at a time; {machine()}")  # fmt: skip
-    print("Ratios (xN) are against A, uvicorn with deflate off, measured in this same run.")
+    print(f"Offered fan-out load: {args.sockets * args.rate:,.0f} frames/s. Ratios (xN) are "
+          "against A, uvicorn with deflate off, measured in this same run.")  # fmt: skip
     print()
     print(table(results, args))
-    failed = [r for r in results if r.error]
+    every = [r for runs in results.values() for r in runs]
+    failed = [r for r in every if r.error]
     for r in failed:
         print(f"\n{r.config.label} failed: {r.error}")
-    incomplete = [r for r in results if not r.error and r.got_final < args.sockets]
+    for r in every:
+        if r.dropped:
+            print(f"\n{r.config.label}: {len(r.dropped)} sockets closed early: "
+                  f"{sorted(set(r.dropped))[:3]}")  # fmt: skip
+    incomplete = [r for r in every if not r.error and r.got_final < args.sockets]
     for r in incomplete:
         print(f"\n{r.config.label}: only {r.got_final}/{args.sockets} sockets got the final state")
     return 1 if failed or incomplete else 0

@@ -46,7 +46,12 @@ class StateStore:
     """Redis access for job states; every coroutine here runs on the publisher's loop."""
 
     def __init__(self, url: str, ttl: int) -> None:
-        self.redis = redis.Redis.from_url(url, decode_responses=True)
+        # A blocking pool: many sockets closing at once wait for a connection
+        # instead of failing, as redis-py's default pool does past its limit.
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=64, timeout=10, decode_responses=True
+        )
+        self.redis = redis.Redis(connection_pool=pool)
         self.ttl = int(ttl)
         self._save = self.redis.register_script(_SAVE_STATE)
         self._add_socket = self.redis.register_script(_ADD_SOCKET)

