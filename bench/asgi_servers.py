@@ -56,6 +56,7 @@ from tests.support import (  # noqa: E402
     RedisServer,
     Service,
     free_port,
+    login,
     manage,
     test_env,
     wait_for,
@@ -359,23 +360,6 @@ def publish_states(
 # One configuration, start to end.
 
 
-def login(base_url: str, username: str) -> httpx.Client:
-    client = httpx.Client(base_url=base_url, timeout=30)
-    client.get("/accounts/login/")
-    response = client.post(
-        "/accounts/login/",
-        data={
-            "username": username,
-            "password": PASSWORD,
-            "csrfmiddlewaretoken": client.cookies["csrftoken"],
-        },
-        headers={"Referer": f"{base_url}/accounts/login/"},
-    )
-    if response.status_code != 302:
-        raise RuntimeError(f"login failed: {response.status_code} {response.text[:300]}")
-    return client
-
-
 def new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
@@ -526,7 +510,7 @@ def run_config(
 
         wait_for(ready, timeout=60, interval=0.2)
         username = f"bench-{config.key}-{round_no}"
-        client = login(base_url, username)
+        client = login(base_url, username, PASSWORD)
         cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
         user = User.objects.get(username=username)
         job = Job.objects.create(owner=user, task="bench.fanout", ts=time.time())

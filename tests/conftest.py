@@ -13,7 +13,7 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from tests.support import PYTHON, Service, free_port, manage, test_env, wait_for
+from tests.support import PYTHON, Service, free_port, login, manage, test_env, wait_for
 
 FINAL = {"SUCCESS", "FAILURE", "REVOKED"}
 USERS = {"alice": False, "bob": False, "staff": True}
@@ -37,19 +37,7 @@ class Stack:
         return self.base_url.replace("http://", "ws://") + "/ws/progress/"
 
     def login(self, username: str) -> httpx.Client:
-        client = httpx.Client(base_url=self.base_url, timeout=10)
-        client.get("/accounts/login/")  # Sets the CSRF cookie the form post needs.
-        response = client.post(
-            "/accounts/login/",
-            data={
-                "username": username,
-                "password": PASSWORD,
-                "csrfmiddlewaretoken": client.cookies["csrftoken"],
-            },
-            headers={"Referer": f"{self.base_url}/accounts/login/"},
-        )
-        assert response.status_code == 302, response.text
-        return client
+        return login(self.base_url, username, PASSWORD)
 
     def socket(self, client: httpx.Client | None, origin: str | None = "") -> JobSocket:
         headers = {}

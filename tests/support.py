@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
+
 T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,6 +121,25 @@ class Service:
                 self.process.kill()
                 self.process.wait()
         self._file.close()
+
+
+def login(base_url: str, username: str, password: str) -> httpx.Client:
+    """An HTTP client logged in through Django's login form, as a browser would be."""
+    client = httpx.Client(base_url=base_url, timeout=30)
+    client.get("/accounts/login/")  # Sets the CSRF cookie the form post needs.
+    response = client.post(
+        "/accounts/login/",
+        data={
+            "username": username,
+            "password": password,
+            "csrfmiddlewaretoken": client.cookies["csrftoken"],
+        },
+        headers={"Referer": f"{base_url}/accounts/login/"},
+    )
+    if response.status_code != 302:
+        client.close()
+        raise RuntimeError(f"Login failed: {response.status_code} {response.text[:300]}")
+    return client
 
 
 def manage(env: dict[str, str], *args: str) -> str:
