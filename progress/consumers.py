@@ -52,8 +52,7 @@ class ProgressConsumer(AsyncWebsocketConsumer):
         # Join before reading the snapshot, so no state falls between the two.
         await self._join(user_group(self.user.pk))
         jobs = await database_sync_to_async(services.snapshot)(self.user)
-        for job_id, seq, _json in jobs:
-            self.seen[job_id] = max(seq, self.seen.get(job_id, 0))
+        self.seen = {job_id: seq for job_id, seq, _json in jobs}
         await self.send(text_data=snapshot_frame([payload for _id, _seq, payload in jobs]))
         self.heartbeat = asyncio.create_task(self._keep_alive())
 

@@ -54,7 +54,6 @@ def job_page(request: HttpRequest, job_id: str) -> HttpResponse:
         "params": sorted(job.params.items()) if isinstance(job.params, dict) else [],
         "title": registry.title_of(job.task),
         "job_data": json.loads(services.job_json(job)),
-        "task_titles": {job.task: registry.title_of(job.task)},
         **urls,
         "cancel_url": urls["cancel_url"].replace("{id}", str(job.pk)),
     }

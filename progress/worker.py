@@ -57,8 +57,7 @@ def _start_publisher(**kwargs: Any) -> None:
 @task_prerun.connect
 def _on_prerun(task_id: str, task: Task, **kwargs: Any) -> None:
     """Runs before each task body; tasks not launched through progress are left alone."""
-    job_uuid = parse_job_id(task_id)
-    job = Job.objects.filter(pk=job_uuid).first() if job_uuid else None
+    job = _job_of(task_id)
     if job is None:
         return
     reporter = JobReporter(job)
@@ -91,10 +90,7 @@ def _on_failure(task_id: str, exception: BaseException, **kwargs: Any) -> None:
         running[0].finish(State.FAILURE, error=error_message(exception))
         return
     # No reporter here: the main process reports a child that died mid-task.
-    job_uuid = parse_job_id(task_id)
-    job = Job.objects.filter(pk=job_uuid).first() if job_uuid else None
-    if job is not None and not job.is_final:
-        services.record_final(job, State.FAILURE, error=error_message(exception))
+    _end_unfinished(task_id, State.FAILURE, error=error_message(exception))
 
 
 @task_retry.connect
@@ -116,7 +112,17 @@ def _on_postrun(task_id: str, **kwargs: Any) -> None:
 @task_revoked.connect
 def _on_revoked(request: Any, **kwargs: Any) -> None:
     """Runs in the worker's main process when a task is revoked, terminated or expired."""
-    job_uuid = parse_job_id(getattr(request, "id", None))
-    job = Job.objects.filter(pk=job_uuid).first() if job_uuid else None
+    _end_unfinished(getattr(request, "id", None), State.REVOKED)
+
+
+def _job_of(task_id: object) -> Job | None:
+    """The job launched as this task, or None for tasks not launched through progress."""
+    job_uuid = parse_job_id(task_id)
+    return Job.objects.filter(pk=job_uuid).first() if job_uuid else None
+
+
+def _end_unfinished(task_id: object, final: State, error: str | None = None) -> None:
+    """Ends the task's job from outside its reporter, unless it has already ended."""
+    job = _job_of(task_id)
     if job is not None and not job.is_final:
-        services.record_final(job, State.REVOKED)
+        services.record_final(job, final, error=error)

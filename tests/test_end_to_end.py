@@ -13,10 +13,19 @@ import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from tests.conftest import FINAL, Stack, csrf, launch
+from tests.conftest import FINAL, JobSocket, Stack, csrf, launch
 from tests.support import wait_for
 
 STATE_ORDER = ["PENDING", "STARTED", "PROGRESS", "SUCCESS"]
+
+
+def running_job(stack: Stack, client: httpx.Client, steps: int) -> tuple[JobSocket, dict[str, Any]]:
+    """A socket of the client's and a demo.count job of theirs that has reached PROGRESS."""
+    socket = stack.socket(client)
+    socket.recv()
+    job = launch(client, steps=steps, delay=0.05)
+    wait_for(lambda: socket.recv()["job"]["state"] == "PROGRESS", 20)
+    return socket, job
 
 
 def assert_in_order(states: list[dict[str, Any]]) -> None:
@@ -114,10 +123,7 @@ def test_a_socket_opened_after_the_end_finds_the_final_state(
 
 
 def test_cancel_ends_a_running_job_revoked(stack: Stack, alice: httpx.Client) -> None:
-    socket = stack.socket(alice)
-    socket.recv()
-    job = launch(alice, steps=500, delay=0.05)
-    wait_for(lambda: socket.recv()["job"]["state"] == "PROGRESS", 20)
+    socket, job = running_job(stack, alice, steps=500)
 
     response = alice.post(f"/api/jobs/{job['id']}/cancel/", headers=csrf(alice))
     assert response.status_code == 202
@@ -224,10 +230,7 @@ def test_an_idle_socket_stays_open_and_still_receives(stack: Stack, alice: httpx
 
 
 def test_a_job_whose_worker_child_is_killed_ends_failure(stack: Stack, alice: httpx.Client) -> None:
-    socket = stack.socket(alice)
-    socket.recv()
-    job = launch(alice, steps=400, delay=0.05)
-    wait_for(lambda: socket.recv()["job"]["state"] == "PROGRESS", 20)
+    socket, job = running_job(stack, alice, steps=400)
     worker = stack.services[0].process.pid
     children = Path(f"/proc/{worker}/task/{worker}/children").read_text().split()
     for child in children:  # Celery replaces its pool children; only the job is lost.
