@@ -31,9 +31,7 @@ import json
 import logging
 import math
 import os
-import platform
 import re
-import resource
 import shutil
 import signal
 import sys
@@ -51,6 +49,19 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.harness import (  # noqa: E402
+    cpu_seconds,
+    fmt,
+    log,
+    machine,
+    machine_busy_seconds,
+    median,
+    new_loop,
+    own_cpu_seconds,
+    percentile,
+    raise_fd_limit,
+    rss_kib,
+)
 from tests.support import (  # noqa: E402
     PYTHON,
     RedisServer,
@@ -64,17 +75,11 @@ from tests.support import (  # noqa: E402
 
 PASSWORD = "a-long-bench-password"
 CONCURRENCY = 50
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 # An error line in a server's log: uvicorn's "ERROR:    ..." or Django's "<date> <time> ERROR ...".
 ERROR_LINE = re.compile(r"^(ERROR:|\S+ \S+ ERROR )", re.MULTILINE)
-STARTED = time.monotonic()
 # The measurement running now, for the signal handler to cancel; set once interrupted.
 MEASURING: asyncio.Task[None] | None = None
 INTERRUPTED = threading.Event()
-
-
-def log(message: str) -> None:
-    print(f"[{time.monotonic() - STARTED:6.1f}s] {message}", flush=True)
 
 
 # The configurations.
@@ -111,60 +116,6 @@ CONFIGS = [
 
 
 # Reading a process tree's memory and CPU from /proc.
-
-
-def _descendants(pid: int) -> list[int]:
-    """The process and all its children, grandchildren and so on."""
-    found = [pid]
-    for parent in found:
-        with contextlib.suppress(OSError):
-            for task in os.listdir(f"/proc/{parent}/task"):
-                with contextlib.suppress(OSError):
-                    text = Path(f"/proc/{parent}/task/{task}/children").read_text()
-                    found.extend(int(child) for child in text.split())
-    return found
-
-
-def rss_kib(pid: int) -> int:
-    """VmRSS of the process and its descendants, in KiB."""
-    total = 0
-    for each in _descendants(pid):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{each}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return total
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the process (all its threads) and its descendants, in seconds."""
-    ticks = 0
-    for each in _descendants(pid):
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{each}/stat").read_text().rpartition(")")[2].split()
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / CLK_TCK
-
-
-def machine_busy_seconds() -> float:
-    """CPU time all cores spent busy (not idle, not waiting on I/O), from /proc/stat."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / CLK_TCK
-
-
-def own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (nearest rank) of values; NaN when there are none."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 # The results.
@@ -360,14 +311,6 @@ def publish_states(
 # One configuration, start to end.
 
 
-def new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
 async def measure(
     result: Result,
     server: Service,
@@ -546,10 +489,6 @@ def run_config(
 # The report.
 
 
-def fmt(value: float, digits: int = 1) -> str:
-    return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
-
-
 METRICS: list[tuple[str, Callable[[Result], float], int]] = [
     ("idle RSS MiB", lambda r: r.rss_idle_kib / 1024, 1),
     ("RSS, M open MiB", lambda r: r.rss_open_kib / 1024, 1),
@@ -564,14 +503,6 @@ METRICS: list[tuple[str, Callable[[Result], float], int]] = [
     ("server CPU us per frame", lambda r: r.cpu_us_per_frame, 0),
     ("frames delivered/s", lambda r: r.frames_per_s, 0),
 ]
-
-
-def median(values: list[float]) -> float:
-    values = sorted(v for v in values if not math.isnan(v))
-    if not values:
-        return math.nan
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
 def table(results: dict[str, list[Result]], args: argparse.Namespace) -> str:
@@ -621,29 +552,7 @@ def table(results: dict[str, list[Result]], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def machine() -> str:
-    model = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}"
-
-
 # Setup and teardown.
-
-
-def raise_fd_limit(needed: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= needed:
-        return
-    if hard != resource.RLIM_INFINITY and hard < needed:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))
-            return
-        raise SystemExit(f"Need {needed} open files, but the hard limit is {hard}.")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 @contextlib.contextmanager

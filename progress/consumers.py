@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import uuid
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -15,7 +14,6 @@ from .events import (
     CloseCode,
     ErrorCode,
     FrameError,
-    LayerJobMessage,
     error_frame,
     job_frame,
     job_group,
@@ -24,46 +22,49 @@ from .events import (
     user_group,
 )
 from .exceptions import JobNotFound
-
-logger = logging.getLogger(__name__)
+from .fanout import Hub, Outbox, get_hub
 
 
 class ProgressConsumer(AsyncWebsocketConsumer):
     """Sends a snapshot on connect, then every new state of the user's and subscribed jobs."""
 
+    # The socket has no channel of its own: the process's hub receives each
+    # state once and hands it to this socket's outbox (see fanout.py).
+    channel_layer_alias = "progress.no-channel-per-socket"
+
     async def connect(self) -> None:
         """Runs on the handshake; anonymous users are refused before it completes."""
         self.user = self.scope.get("user")
+        self.socket_id = uuid.uuid4().hex
         self.groups_joined: set[str] = set()
-        self.seen: dict[str, int] = {}
-        self.heartbeat: asyncio.Task[None] | None = None
-        self.counted = False
+        self.outbox = Outbox(self.base_send)
+        self.hub: Hub | None = None
         if self.user is None or not self.user.is_authenticated:
             await self.close()
             return
         await self.accept()
-        if not await services.open_socket(self.user, self.channel_name):
+        self.hub = await get_hub()
+        if not await self.hub.hold_socket(self.user.pk, self.socket_id):
             await self.send(
                 text_data=error_frame(ErrorCode.TOO_MANY_SOCKETS, "Too many open tabs.")
             )
             await self.close(code=CloseCode.TOO_MANY_SOCKETS)
             return
-        self.counted = True
-        # Join before reading the snapshot, so no state falls between the two.
+        # Join before reading the snapshot, so no state falls between the two;
+        # the outbox holds what arrives meanwhile until the snapshot is out.
         await self._join(user_group(self.user.pk))
         jobs = await database_sync_to_async(services.snapshot)(self.user)
-        self.seen = {job_id: seq for job_id, seq, _json in jobs}
         await self.send(text_data=snapshot_frame([payload for _id, _seq, payload in jobs]))
-        self.heartbeat = asyncio.create_task(self._keep_alive())
+        self.outbox.resume({job_id: seq for job_id, seq, _json in jobs})
 
     async def disconnect(self, code: int) -> None:
         """Runs when the socket closes, for whatever reason."""
-        if self.heartbeat is not None:
-            self.heartbeat.cancel()
+        self.outbox.close()
+        if self.hub is None:
+            return
         for group in self.groups_joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
-        if self.counted:
-            await services.close_socket(self.user, self.channel_name)
+            await self.hub.leave(group, self.outbox)
+        await self.hub.release_socket(self.socket_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Runs for each client frame: parse it, then subscribe, unsubscribe or cancel."""
@@ -85,42 +86,22 @@ class ProgressConsumer(AsyncWebsocketConsumer):
         except JobNotFound:
             await self.send(text_data=error_frame(ErrorCode.NOT_FOUND, "No such job."))
 
-    async def progress_job(self, message: LayerJobMessage) -> None:
-        """Runs for each job state the publisher sends to one of this socket's groups."""
-        await self._send_job(message["job_id"], message["seq"], message["json"])
-
     async def _subscribe(self, job_id: str) -> None:
         job = await database_sync_to_async(services.get_visible_job)(self.user, job_id)
         if job.owner_id != self.user.pk:
             await self._join(job_group(job.pk))
         seq, job_json = await database_sync_to_async(services.latest_of)(job)
         # Always answer a subscribe with the job's state, even one the tab has seen.
-        await self._send_job(str(job.pk), seq, job_json, force=True)
+        self.outbox.offer(str(job.pk), seq, job_frame(job_json), force=True)
 
     async def _unsubscribe(self, job_id: str) -> None:
         job = await database_sync_to_async(services.get_visible_job)(self.user, job_id)
         group = job_group(job.pk)
-        if group in self.groups_joined:
+        if group in self.groups_joined and self.hub is not None:
             self.groups_joined.discard(group)
-            await self.channel_layer.group_discard(group, self.channel_name)
-
-    async def _send_job(self, job_id: str, seq: int, job_json: str, force: bool = False) -> None:
-        if not force and seq <= self.seen.get(job_id, 0):
-            return
-        self.seen[job_id] = max(seq, self.seen.get(job_id, 0))
-        await self.send(text_data=job_frame(job_json))
+            await self.hub.leave(group, self.outbox)
 
     async def _join(self, group: str) -> None:
+        assert self.hub is not None
         self.groups_joined.add(group)
-        await self.channel_layer.group_add(group, self.channel_name)
-
-    async def _keep_alive(self) -> None:
-        """Runs for the socket's life: re-joins groups before channels-redis expires them."""
-        while True:
-            await asyncio.sleep(float(progress_settings.HEARTBEAT))
-            try:
-                for group in list(self.groups_joined):
-                    await self.channel_layer.group_add(group, self.channel_name)
-                await services.open_socket(self.user, self.channel_name)
-            except Exception as exc:  # Redis may be restarting; the next beat tries again.
-                logger.warning("Socket heartbeat failed for user %s: %r", self.user.pk, exc)
+        await self.hub.join(group, self.outbox)

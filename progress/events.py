@@ -64,8 +64,8 @@ class CloseCode(enum.IntEnum):
 # The longest `message` a job carries, live and stored alike.
 MAX_MESSAGE_LENGTH = 500
 
-# The channel-layer message type that carries a job state; Channels routes it
-# to the consumer method `progress_job`.
+# The channel-layer message type that carries a job state to each web
+# process's hub (progress/fanout.py).
 LAYER_JOB_MESSAGE = "progress.job"
 
 
@@ -91,13 +91,15 @@ class JobDict(TypedDict):
 
 
 class LayerJobMessage(TypedDict):
-    """What the publisher puts into the channel layer for each new state."""
+    """What the publisher puts into the channel layer for each new state, once per group."""
 
     type: str
+    group: str
     job_id: str
     seq: int
     final: bool
-    json: str
+    # The whole `job` frame, encoded once and sent as-is to every socket.
+    frame: str
 
 
 def user_group(user_id: int) -> str:

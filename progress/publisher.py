@@ -20,7 +20,15 @@ from typing import Any, TypeVar
 from channels.layers import get_channel_layer
 
 from .conf import progress_settings
-from .events import LAYER_JOB_MESSAGE, JobState, LayerJobMessage, State, job_group, user_group
+from .events import (
+    LAYER_JOB_MESSAGE,
+    JobState,
+    LayerJobMessage,
+    State,
+    job_frame,
+    job_group,
+    user_group,
+)
 from .store import StateStore
 
 logger = logging.getLogger(__name__)
@@ -133,25 +141,32 @@ class Publisher:
                     logger.warning("Could not publish job %s: %r", item.state.id, exc)
                     item.future.set_exception(exc)
 
+    @staticmethod
+    def _message(group: str, state: JobState, seq: int, frame: str) -> LayerJobMessage:
+        return {
+            "type": LAYER_JOB_MESSAGE,
+            "group": group,
+            "job_id": state.id,
+            "seq": seq,
+            "final": state.is_final,
+            "frame": frame,
+        }
+
     async def _send(self, state: JobState, floor: int) -> int | None:
         assert self._store is not None
         saved = await self._store.save(state, floor)
         if saved is None:
             return None
         seq, job_json = saved
-        message: LayerJobMessage = {
-            "type": LAYER_JOB_MESSAGE,
-            "job_id": state.id,
-            "seq": seq,
-            "final": state.is_final,
-            "json": job_json,
-        }
         layer = get_channel_layer()
         if layer is None:
             raise RuntimeError("No channel layer is configured.")
+        frame = job_frame(job_json)
         await asyncio.gather(
-            layer.group_send(user_group(state.owner_id), dict(message)),
-            layer.group_send(job_group(state.id), dict(message)),
+            *(
+                layer.group_send(group, self._message(group, state, seq, frame))
+                for group in (user_group(state.owner_id), job_group(state.id))
+            )
         )
         return seq
 

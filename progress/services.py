@@ -234,19 +234,25 @@ def attach_file(job_id: str, filename: str, content: bytes | str) -> str:
 # Sockets (called from the consumer's event loop).
 
 
-async def open_socket(user: User, channel: str) -> bool:
+async def open_socket(user_id: int, socket_id: str) -> bool:
     """Counts a new socket of the user; False when they already hold MAX_SOCKETS."""
     publisher = get_publisher()
     stale_after = 3 * float(progress_settings.HEARTBEAT)
     limit = int(progress_settings.MAX_SOCKETS)
-    return await publisher.acall(
-        publisher.store.add_socket(_user_id(user), channel, limit, stale_after)
-    )
+    return await publisher.acall(publisher.store.add_socket(user_id, socket_id, limit, stale_after))
 
 
-async def close_socket(user: User, channel: str) -> None:
+async def close_socket(user_id: int, socket_id: str) -> None:
     publisher = get_publisher()
-    await publisher.acall(publisher.store.remove_socket(_user_id(user), channel))
+    await publisher.acall(publisher.store.remove_socket(user_id, socket_id))
+
+
+async def touch_sockets(sockets: list[tuple[str, int]]) -> None:
+    """Marks (socket id, user id) pairs alive, so they are not counted as stale."""
+    if sockets:
+        publisher = get_publisher()
+        stale_after = 3 * float(progress_settings.HEARTBEAT)
+        await publisher.acall(publisher.store.touch_sockets(sockets, stale_after))
 
 
 async def aget_visible_job(user: User, job_id: object) -> Job:

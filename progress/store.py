@@ -88,5 +88,14 @@ class StateStore:
         )
         return bool(added)
 
+    async def touch_sockets(self, sockets: Sequence[tuple[str, int]], stale_after: float) -> None:
+        """Renews the heartbeat of (socket id, user id) pairs still counted."""
+        now = time.time()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for socket_id, user_id in sockets:
+                pipe.zadd(sockets_key(user_id), {socket_id: now}, xx=True)
+                pipe.expire(sockets_key(user_id), int(stale_after) + 1)
+            await pipe.execute()
+
     async def remove_socket(self, user_id: int, channel: str) -> None:
         await self.redis.zrem(sockets_key(user_id), channel)

@@ -5,53 +5,59 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 
 from . import services
 from .conf import progress_settings
-from .events import FINAL_STATES, LAYER_JOB_MESSAGE, job_frame, job_group
+from .events import FINAL_STATES, job_frame, job_group
+from .fanout import get_hub
 from .models import Job
 
 
-def _event(seq: int, job_json: str) -> str:
-    return f"id: {seq}\ndata: {job_frame(job_json)}\n\n"
+def _event(seq: int, frame: str) -> str:
+    return f"id: {seq}\ndata: {frame}\n\n"
+
+
+class _Stream:
+    """A hub listener that queues the job's newer states for one SSE response."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
+
+    def offer(self, job_id: str, seq: int, frame: str) -> None:
+        """Runs on the hub's loop for each state of the job."""
+        if seq > self.seq:
+            self.seq = seq
+            self.queue.put_nowait((seq, frame))
 
 
 async def job_events(job: Job) -> AsyncIterator[str]:
     """Yields the job's current state, then each newer one, and ends after the final state."""
-    layer = get_channel_layer()
-    if layer is None:
-        raise RuntimeError("No channel layer is configured.")
-    channel = await layer.new_channel()
+    hub = await get_hub()
     group = job_group(job.pk)
+    stream = _Stream()
     # Join before reading the current state, so no state falls between the two.
-    await layer.group_add(group, channel)
-    receive: asyncio.Future[Any] | None = None
+    await hub.join(group, stream)
     try:
-        seq, payload = await database_sync_to_async(services.latest_of)(job)
-        yield _event(seq, payload)
+        sent, payload = await database_sync_to_async(services.latest_of)(job)
+        yield _event(sent, job_frame(payload))
         if json.loads(payload)["state"] in FINAL_STATES:
             return
-        receive = asyncio.ensure_future(layer.receive(channel))
         while True:
-            done, _pending = await asyncio.wait({receive}, timeout=progress_settings.SSE_KEEPALIVE)
-            if not done:
-                # Re-join too: channels-redis expires group membership.
-                await layer.group_add(group, channel)
+            try:
+                seq, frame = await asyncio.wait_for(
+                    stream.queue.get(), timeout=progress_settings.SSE_KEEPALIVE
+                )
+            except TimeoutError:
                 yield ": keep-alive\n\n"
                 continue
-            message = receive.result()
-            receive = asyncio.ensure_future(layer.receive(channel))
-            if message.get("type") != LAYER_JOB_MESSAGE or message["seq"] <= seq:
+            if seq <= sent:
                 continue
-            seq = message["seq"]
-            yield _event(seq, message["json"])
-            if message["final"]:
+            sent = seq
+            yield _event(seq, frame)
+            if json.loads(frame)["job"]["state"] in FINAL_STATES:
                 return
     finally:
-        if receive is not None and not receive.done():
-            receive.cancel()
-        await layer.group_discard(group, channel)
+        await hub.leave(group, stream)

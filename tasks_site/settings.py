@@ -6,6 +6,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -117,21 +118,37 @@ def next_redis_db(url: str) -> str:
 # the Celery broker in another, so neither can flush or crowd out the other.
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            # channels-redis blocks for 5 s per read while waiting for
-            # messages; redis-py 8's default 5 s socket timeout would cut
-            # that read and drop every socket idle for 5 s.
-            "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
-            # The default of 100 drops whole group messages under load; a
-            # per-user channel of 1,000 rides out a burst of many jobs.
-            "capacity": 1000,
-            "expiry": 60,
-        },
+# Each web process holds one channel of its own (progress/fanout.py), so the
+# layer carries one message per process and group, never one per socket.
+# "redis" is channels-redis' core layer, "pubsub" its RedisPubSubChannelLayer;
+# bench/fanout.py measures both.
+CHANNEL_LAYER = env.str("CHANNEL_LAYER", default="redis")
+if CHANNEL_LAYER == "pubsub":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
+        }
     }
-}
+elif CHANNEL_LAYER == "redis":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                # channels-redis blocks for 5 s per read while waiting for
+                # messages; redis-py 8's default 5 s socket timeout would cut
+                # that read and drop every socket idle for 5 s.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                # One channel per web process takes every state of its
+                # sockets' jobs: the default of 100 would drop whole group
+                # messages under a burst of many jobs.
+                "capacity": 10000,
+                "expiry": 60,
+            },
+        }
+    }
+else:
+    raise ImproperlyConfigured(f"CHANNEL_LAYER must be 'redis' or 'pubsub', not {CHANNEL_LAYER!r}.")
 
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=next_redis_db(REDIS_URL))
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

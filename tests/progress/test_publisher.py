@@ -66,7 +66,13 @@ def test_each_state_reaches_the_owner_group_and_the_job_group(job: Job) -> None:
             await asyncio.wait_for(layer.receive(watcher_channel), 5),
         ]
 
-    for message in asyncio.run(listen()):
+    owner, watcher = asyncio.run(listen())
+    assert owner["group"] == user_group(job.owner_id)
+    assert watcher["group"] == job_group(job.id)
+    for message in (owner, watcher):
         assert message["type"] == "progress.job"
         assert message["seq"] == 1 and message["final"] is False
-        assert json.loads(str(message["json"]))["state"] == "STARTED"
+        frame = json.loads(str(message["frame"]))
+        assert frame["type"] == "job" and frame["job"]["state"] == "STARTED"
+    # Encoded once: both groups get the very same frame.
+    assert owner["frame"] == watcher["frame"]

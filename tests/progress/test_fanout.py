@@ -1,0 +1,177 @@
+"""The per-process hub and the per-socket outbox, on a real channels-redis layer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from channels.layers import get_channel_layer
+from django.contrib.auth.models import User
+
+from progress.events import LAYER_JOB_MESSAGE, State, job_frame, user_group
+from progress.fanout import Outbox, get_hub, run_eagerly
+from progress.models import Job
+from progress.publisher import get_publisher
+from tests.progress.conftest import state_of
+from tests.progress.test_consumers import connect, frame, publish
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+
+class Socket:
+    """An ASGI send callable that records frames and can be made to block like a slow client."""
+
+    def __init__(self) -> None:
+        self.frames: list[str] = []
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.waits = 0
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if not self.writable.is_set():
+            self.waits += 1
+            await self.writable.wait()
+        self.frames.append(message["text"])
+
+    @property
+    def seqs(self) -> list[int]:
+        return [json.loads(f)["job"]["seq"] for f in self.frames]
+
+
+def frame_of(seq: int, job_id: str = "j1", state: str = "PROGRESS") -> str:
+    return job_frame(json.dumps({"id": job_id, "seq": seq, "state": state}))
+
+
+async def test_an_outbox_holds_frames_until_the_snapshot_is_out_and_skips_what_it_showed() -> None:
+    socket = Socket()
+    outbox = Outbox(socket.send)
+    outbox.offer("j1", 3, frame_of(3))
+    outbox.offer("j2", 1, frame_of(1, "j2"))
+    assert socket.frames == []
+    outbox.resume({"j1": 3})
+    assert [json.loads(f)["job"]["id"] for f in socket.frames] == ["j2"]
+    outbox.offer("j1", 2, frame_of(2))
+    outbox.offer("j1", 4, frame_of(4))
+    assert socket.seqs == [1, 4]
+
+
+async def test_a_socket_that_keeps_up_gets_every_state_without_a_task_per_frame() -> None:
+    socket = Socket()
+    outbox = Outbox(socket.send)
+    outbox.resume({})
+    before = len(asyncio.all_tasks())
+    for seq in range(1, 201):
+        outbox.offer("j1", seq, frame_of(seq))
+    assert socket.seqs == list(range(1, 201))
+    assert len(asyncio.all_tasks()) == before
+
+
+async def test_a_slow_socket_blocks_nobody_and_catches_up_on_the_latest_and_final_state() -> None:
+    slow, fast = Socket(), Socket()
+    slow_box, fast_box = Outbox(slow.send), Outbox(fast.send)
+    slow_box.resume({})
+    fast_box.resume({})
+    slow.writable.clear()
+    for seq in range(1, 101):
+        slow_box.offer("j1", seq, frame_of(seq))
+        fast_box.offer("j1", seq, frame_of(seq))
+    slow_box.offer("j1", 101, frame_of(101, state="SUCCESS"))
+    fast_box.offer("j1", 101, frame_of(101, state="SUCCESS"))
+    assert fast.seqs == list(range(1, 102))
+    assert slow.frames == [] and slow.waits == 1
+    slow.writable.set()
+    await asyncio.wait_for(_until(lambda: len(slow.frames) == 2), 5)
+    # The frame already being written, then only the newest: the final state.
+    assert slow.seqs == [1, 101]
+    assert json.loads(slow.frames[-1])["job"]["state"] == "SUCCESS"
+
+
+async def test_a_write_to_a_closed_socket_closes_the_outbox_quietly() -> None:
+    async def gone(message: dict[str, Any]) -> None:
+        raise ConnectionResetError("client went away")
+
+    outbox = Outbox(gone)
+    outbox.resume({})
+    outbox.offer("j1", 1, frame_of(1))
+    assert outbox.closed
+    outbox.offer("j1", 2, frame_of(2))  # Dropped, and raises nothing.
+
+
+async def test_run_eagerly_finishes_a_coroutine_that_waits_as_a_task() -> None:
+    gate = asyncio.Event()
+    steps: list[str] = []
+
+    async def work() -> None:
+        steps.append("before")
+        await gate.wait()
+        await asyncio.sleep(0)
+        steps.append("after")
+
+    run_eagerly(work())
+    assert steps == ["before"]
+    gate.set()
+    await asyncio.wait_for(_until(lambda: steps == ["before", "after"]), 5)
+
+
+async def test_many_sockets_of_a_user_share_one_group_member_in_redis(
+    alice: User, job: Job
+) -> None:
+    sockets = [await connect(alice) for _ in range(3)]
+    for socket in sockets:
+        assert (await frame(socket))["type"] == "snapshot"
+    layer = get_channel_layer()
+    hub = await get_hub()
+    assert hub.listeners(user_group(alice.pk)) == 3
+    members = await get_publisher().acall(
+        get_publisher().store.redis.zrange(layer._group_key(user_group(alice.pk)), 0, -1)
+    )
+    assert members == [hub.channel]
+    await publish(job, State.PROGRESS, 7)
+    for socket in sockets:
+        update = await frame(socket)
+        assert update["job"]["current"] == 7
+    for socket in sockets:
+        await socket.disconnect()
+    assert user_group(alice.pk) not in hub.groups
+
+
+async def test_the_hub_ignores_foreign_and_malformed_messages(alice: User, job: Job) -> None:
+    socket = await connect(alice)
+    await frame(socket)
+    hub = await get_hub()
+    hub.dispatch({"type": "chat.message", "text": "hi"})
+    hub.dispatch({"type": LAYER_JOB_MESSAGE, "group": user_group(alice.pk)})
+    await publish(job, State.PROGRESS, 3)
+    assert (await frame(socket))["job"]["current"] == 3
+    await socket.disconnect()
+
+
+async def test_an_sse_stream_and_a_socket_share_the_hub(alice: User, job: Job) -> None:
+    from progress.streams import job_events
+
+    socket = await connect(alice)
+    await frame(socket)
+    events = job_events(job)
+    first = await asyncio.wait_for(anext(events), 5)
+    assert first.startswith("id: 0\n")
+    await publish(job, State.STARTED)
+    await asyncio.wait_for(anext(events), 5)
+    await asyncio.wait_for(
+        asyncio.get_running_loop().run_in_executor(
+            None, lambda: get_publisher().publish(state_of(job, State.SUCCESS, 10)).result(5)
+        ),
+        10,
+    )
+    last = await asyncio.wait_for(anext(events), 5)
+    assert '"state":"SUCCESS"' in last
+    await events.aclose()
+    assert (await frame(socket))["job"]["state"] == "STARTED"
+    assert (await frame(socket))["job"]["state"] == "SUCCESS"
+    await socket.disconnect()
+
+
+async def _until(condition: Any) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)
