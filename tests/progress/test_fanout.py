@@ -8,14 +8,16 @@ from typing import Any
 
 import pytest
 from channels.layers import get_channel_layer
+from channels.testing.websocket import WebsocketCommunicator
 from django.contrib.auth.models import User
 
 from progress.events import LAYER_JOB_MESSAGE, State, job_frame, user_group
 from progress.fanout import Outbox, get_hub, run_eagerly
+from progress.middleware import DirectSendMiddleware
 from progress.models import Job
 from progress.publisher import get_publisher
 from tests.progress.conftest import state_of
-from tests.progress.test_consumers import connect, frame, publish
+from tests.progress.test_consumers import app, connect, frame, publish
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -170,6 +172,33 @@ async def test_an_sse_stream_and_a_socket_share_the_hub(alice: User, job: Job) -
     assert (await frame(socket))["job"]["state"] == "STARTED"
     assert (await frame(socket))["job"]["state"] == "SUCCESS"
     await socket.disconnect()
+
+
+async def test_job_frames_bypass_the_middleware_send_when_the_stack_allows(
+    alice: User, job: Job
+) -> None:
+    wrapped: list[str] = []
+
+    def counting(inner: Any) -> Any:
+        """Stands in for the session middleware, which wraps send for every frame."""
+
+        async def app(scope: Any, receive: Any, send: Any) -> Any:
+            async def counted(message: dict[str, Any]) -> None:
+                wrapped.append(message["type"])
+                await send(message)
+
+            return await inner(scope, receive, counted)
+
+        return app
+
+    communicator = WebsocketCommunicator(DirectSendMiddleware(counting(app)), "/ws/progress/")
+    communicator.scope["user"] = alice
+    assert (await communicator.connect(timeout=5))[0]
+    assert (await frame(communicator))["type"] == "snapshot"
+    await publish(job, State.PROGRESS, 4)
+    assert (await frame(communicator))["job"]["current"] == 4
+    assert wrapped == ["websocket.accept", "websocket.send"]  # The snapshot only.
+    await communicator.disconnect()
 
 
 async def _until(condition: Any) -> None:
