@@ -64,6 +64,8 @@ class LaunchableTask:
     form_class: type[forms.Form]
     task: Task
     description: str = ""
+    # Seconds between two published progress states of its jobs; None uses THROTTLE.
+    throttle: float | None = None
 
     def form(self) -> forms.Form:
         """An unbound form for the dashboard; its ids carry the task name so two never clash."""
@@ -95,9 +97,16 @@ _registry: dict[str, LaunchableTask] = {}
 
 
 def register(
-    *, title: str, form: type[forms.Form], description: str = ""
+    *, title: str, form: type[forms.Form], description: str = "", throttle: float | None = None
 ) -> Callable[[TaskT], TaskT]:
-    """Makes a Celery task launchable by users; put it above @shared_task."""
+    """Makes a Celery task launchable by users; put it above @shared_task.
+
+    `throttle` overrides PROGRESS["THROTTLE"] for this task's jobs.
+    """
+    if throttle is not None and (
+        isinstance(throttle, bool) or not isinstance(throttle, int | float) or not throttle >= 0
+    ):
+        raise ValueError(f"throttle must be a number >= 0 or None, not {throttle!r}.")
 
     def decorator(task: TaskT) -> TaskT:
         name = task.name
@@ -105,7 +114,12 @@ def register(
         if existing is not None and existing.form_class is not form:
             raise ValueError(f"Task {name!r} is registered twice.")
         _registry[name] = LaunchableTask(
-            name=name, title=title, form_class=form, task=task, description=description
+            name=name,
+            title=title,
+            form_class=form,
+            task=task,
+            description=description,
+            throttle=throttle,
         )
         return task
 
@@ -126,3 +140,9 @@ def launchable() -> list[LaunchableTask]:
 def title_of(name: str) -> str:
     spec = _registry.get(name)
     return spec.title if spec else name
+
+
+def throttle_of(name: str) -> float | None:
+    """The task's own throttle, or None when it has none (or is not registered)."""
+    spec = _registry.get(name)
+    return spec.throttle if spec else None

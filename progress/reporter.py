@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 
 from django.utils import timezone
 
-from . import services
+from . import registry, services
 from .conf import progress_settings
 from .events import JobState, State
 from .models import Job
@@ -32,6 +33,10 @@ RATE_HALF_LIFE = 5.0
 
 _current: ContextVar[JobReporter | None] = ContextVar("progress_reporter", default=None)
 
+# Module-level bindings: in a loop of a million calls, each attribute lookup saved counts.
+_monotonic = time.monotonic
+_get_reporter = _current.get
+
 
 class JobReporter:
     """The running job of one task call: its latest numbers and what was last published."""
@@ -40,13 +45,17 @@ class JobReporter:
         self.state = job.to_state()
         self.floor = job.seq
         self._publisher = get_publisher()
-        self._throttle = float(progress_settings.THROTTLE)
+        throttle = registry.throttle_of(job.task)
+        self._throttle = float(progress_settings.THROTTLE if throttle is None else throttle)
         self._db_interval = float(progress_settings.DB_WRITE_INTERVAL)
         self._due = 0.0
         self._next_db_write = 0.0
         self._dirty = False
         self._timer_set = False
         self._closed = False
+        # The task's thread and the publisher's timer both publish; this keeps them to one
+        # publish per window and one pending timer. The hot path never takes it.
+        self._lock = threading.Lock()
         self._sample_time = time.monotonic()
         self._sample_current = float(self.state.current or 0)
         self._rate: float | None = None
@@ -105,21 +114,66 @@ class JobReporter:
             state.total = total
         if message is not None:
             state.message = message
+        # Set after the numbers: a timer that sees it clear has already copied them.
         self._dirty = True
-        now = time.monotonic()
-        if now >= self._due:
-            self._emit(now, write_db=True)
+        if _monotonic() >= self._due:
+            self._publish_due()
         elif not self._timer_set:
+            self._arm()
+
+    def track(self, iterable: Iterable[T], total: float | None, message: str | None) -> Iterator[T]:
+        """track() inside a job, with update() inlined: a call per item costs more than its body."""
+        self.update(0, total, message)
+        state = self.state
+        for done, item in enumerate(iterable, 1):
+            yield item
+            # Total and message were set above; a set_progress() inside the loop may change
+            # the message, and it stays until the next one.
+            state.current = done
+            self._dirty = True
+            if _monotonic() >= self._due:
+                self._publish_due()
+            elif not self._timer_set:
+                self._arm()
+
+    def _publish_due(self) -> None:
+        """Runs on the task's thread once its window seems over; the timer may have won the race."""
+        with self._lock:
+            now = _monotonic()
+            if now < self._due:
+                self._arm_locked(now)
+                return
+            sent = self._emit(now)
+        # Outside the lock: the publisher's thread must never wait on the database.
+        if now >= self._next_db_write:
+            self._next_db_write = now + self._db_interval
+            services.write_progress(sent)
+
+    def _arm(self) -> None:
+        with self._lock:
+            self._arm_locked(_monotonic())
+
+    def _arm_locked(self, now: float) -> None:
+        """Makes sure one timer sends the numbers when the current window ends."""
+        if not self._timer_set:
             self._timer_set = True
-            self._publisher.call_later(self._due - now, self._flush)
+            self._publisher.call_later(max(0.0, self._due - now), self._flush)
 
     def _flush(self) -> None:
         """Runs on the publisher's thread when a throttle window ends with numbers unsent."""
-        self._timer_set = False
-        if self._dirty and not self._closed:
-            self._emit(time.monotonic(), write_db=False)
+        with self._lock:
+            self._timer_set = False
+            if not self._dirty or self._closed:
+                return
+            now = _monotonic()
+            if now < self._due:
+                # The task's thread published since this timer was set: wait for its window.
+                self._arm_locked(now)
+                return
+            self._emit(now)
 
-    def _emit(self, now: float, *, write_db: bool) -> None:
+    def _emit(self, now: float) -> JobState:
+        """Runs under the lock: hands a copy of the numbers to the publisher."""
         self._due = now + self._throttle
         self._dirty = False
         state = self.state
@@ -128,9 +182,7 @@ class JobReporter:
         self._estimate(now)
         sent = dataclasses.replace(state)
         self._publisher.publish(sent, self.floor).add_done_callback(self._note_seq)
-        if write_db and now >= self._next_db_write:
-            self._next_db_write = now + self._db_interval
-            services.write_progress(sent)
+        return sent
 
     def _estimate(self, now: float) -> None:
         """Smooths the rate over time (an exponential moving average) and derives the ETA."""
@@ -165,7 +217,7 @@ def current_reporter() -> JobReporter | None:
 
 def set_progress(current: float, total: float | None = None, message: str | None = None) -> None:
     """Reports how far the running job is; does nothing outside a launched job."""
-    reporter = _current.get()
+    reporter = _get_reporter()
     if reporter is not None:
         reporter.update(current, total, message)
 
@@ -174,17 +226,13 @@ def track(
     iterable: Iterable[T], total: float | None = None, message: str | None = None
 ) -> Iterator[T]:
     """Yields from `iterable`, reporting one unit of progress per item, like tqdm."""
-    reporter = _current.get()
+    reporter = _get_reporter()
     if reporter is None:
         yield from iterable
         return
     if total is None and hasattr(iterable, "__len__"):
         total = len(iterable)  # type: ignore[arg-type]
-    update = reporter.update
-    update(0, total, message)
-    for done, item in enumerate(iterable, 1):
-        yield item
-        update(done, total, message)
+    yield from reporter.track(iterable, total, message)
 
 
 def attach_file(filename: str, content: bytes | str) -> str:
