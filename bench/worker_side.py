@@ -28,7 +28,6 @@ and a throwaway SQLite database:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import dataclasses
 import json
@@ -252,9 +251,9 @@ async def closing_group_send(layer: Any, group: str, message: dict[str, Any]) ->
 
 
 async def full_send_new_loop(layer: Any, url: str, state: Any, floor: int) -> int | None:
-    """Our whole send on a loop of its own: a new Redis client, numbering, two group sends."""
+    """Our whole send on a loop of its own: a new Redis client, numbering, one group send."""
     from progress.conf import progress_settings
-    from progress.events import job_group, user_group
+    from progress.events import user_group
     from progress.store import StateStore
 
     store = StateStore(url, progress_settings.STATE_TTL)
@@ -263,10 +262,7 @@ async def full_send_new_loop(layer: Any, url: str, state: Any, floor: int) -> in
         if saved is None:
             return None
         message = layer_message(state, *saved)
-        await asyncio.gather(
-            layer.group_send(user_group(state.owner_id), dict(message)),
-            layer.group_send(job_group(state.id), dict(message)),
-        )
+        await layer.group_send(user_group(state.owner_id), dict(message))
         return saved[0]
     finally:
         await store.redis.aclose(close_connection_pool=True)
@@ -313,7 +309,7 @@ class SyncSender:
         self.group_send_script = [c.register_script(_GROUP_SEND_LUA) for c in self.clients]
 
     def send(self, state: Any, floor: int) -> int | None:
-        from progress.events import job_group, state_key, user_group
+        from progress.events import state_key, user_group
 
         head, tail = state.encode()
         args = [head, tail, state.state.value, int(state.is_final), self.ttl, int(floor)]
@@ -322,7 +318,6 @@ class SyncSender:
             return None
         message = layer_message(state, int(saved[0]), str(saved[1]))
         self.group_send(user_group(state.owner_id), message)
-        self.group_send(job_group(state.id), message)
         return int(saved[0])
 
     def group_send(self, group: str, message: dict[str, Any]) -> None:
@@ -387,7 +382,7 @@ def publish_paths(updates: int, jobs: Jobs, url: str, redis_pid: int) -> list[Pa
     from channels.layers import channel_layers, get_channel_layer
     from channels_redis.core import RedisChannelLayer
 
-    from progress.events import State, job_group
+    from progress.events import State, user_group
     from progress.publisher import get_publisher
 
     # The publisher has its own layer. Paths (a) and (a+) get another instance, as in a
@@ -413,7 +408,7 @@ def publish_paths(updates: int, jobs: Jobs, url: str, redis_pid: int) -> list[Pa
         state = state_at(job, i)
         message = layer_message(state, i, state.to_json(i))
         begin = time.perf_counter()
-        async_to_sync(closing_group_send)(layer, job_group(job.id), message)
+        async_to_sync(closing_group_send)(layer, user_group(job.owner_id), message)
         return time.perf_counter() - begin
 
     def per_update_loop(job: Any, i: int) -> float:
@@ -436,7 +431,7 @@ def publish_paths(updates: int, jobs: Jobs, url: str, redis_pid: int) -> list[Pa
 
     paths: list[tuple[str, str, Callable[[Any, int], float] | None, str]] = [
         ("a", "(a) async_to_sync(group_send) + close_pools", celery_progress,
-         "less work: 1 group, no seq"),
+         "less work: no seq"),
         ("a+", "(a+) async_to_sync, our whole send", per_update_loop, "same work as (b)"),
         ("b", "(b) Publisher, one long-lived loop", long_lived_loop,
          "caller only hands over"),
@@ -452,7 +447,7 @@ def publish_paths(updates: int, jobs: Jobs, url: str, redis_pid: int) -> list[Pa
             continue
         job = jobs.new(f"path-{key}")
         if member is not None:
-            member.join(job_group(job.id))
+            member.join(user_group(job.owner_id))
         for i in range(1, warmup + 1):
             send(job, i)
         if member is not None:

@@ -16,13 +16,12 @@ from .events import (
     FrameError,
     error_frame,
     job_frame,
-    job_group,
     parse_client_frame,
     snapshot_frame,
     user_group,
 )
 from .exceptions import JobNotFound
-from .fanout import Hub, Outbox, get_hub
+from .fanout import Hub, OneJob, Outbox, get_hub
 from .middleware import DIRECT_SEND
 
 
@@ -37,7 +36,8 @@ class ProgressConsumer(AsyncWebsocketConsumer):
         """Runs on the handshake; anonymous users are refused before it completes."""
         self.user = self.scope.get("user")
         self.socket_id = uuid.uuid4().hex
-        self.groups_joined: set[str] = set()
+        # Jobs of other users this socket watches: job id -> (owner's group, filter).
+        self.watching: dict[str, tuple[str, OneJob]] = {}
         # Job frames skip the session middleware's send when the stack allows it.
         self.outbox = Outbox(self.scope.get(DIRECT_SEND) or self.base_send)
         self.hub: Hub | None = None
@@ -54,7 +54,7 @@ class ProgressConsumer(AsyncWebsocketConsumer):
             return
         # Join before reading the snapshot, so no state falls between the two;
         # the outbox holds what arrives meanwhile until the snapshot is out.
-        await self._join(user_group(self.user.pk))
+        await self.hub.join(user_group(self.user.pk), self.outbox)
         jobs = await database_sync_to_async(services.snapshot)(self.user)
         await self.send(text_data=snapshot_frame([payload for _id, _seq, payload in jobs]))
         self.outbox.resume({job_id: seq for job_id, seq, _json in jobs})
@@ -64,8 +64,9 @@ class ProgressConsumer(AsyncWebsocketConsumer):
         self.outbox.close()
         if self.hub is None:
             return
-        for group in self.groups_joined:
-            await self.hub.leave(group, self.outbox)
+        await self.hub.leave(user_group(self.user.pk), self.outbox)
+        for group, listener in self.watching.values():
+            await self.hub.leave(group, listener)
         await self.hub.release_socket(self.socket_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -90,20 +91,18 @@ class ProgressConsumer(AsyncWebsocketConsumer):
 
     async def _subscribe(self, job_id: str) -> None:
         job = await database_sync_to_async(services.get_visible_job)(self.user, job_id)
-        if job.owner_id != self.user.pk:
-            await self._join(job_group(job.pk))
+        key = str(job.pk)
+        if job.owner_id != self.user.pk and key not in self.watching:
+            assert self.hub is not None
+            group, listener = user_group(job.owner_id), OneJob(self.outbox, key)
+            self.watching[key] = (group, listener)
+            await self.hub.join(group, listener)
         seq, job_json = await database_sync_to_async(services.latest_of)(job)
         # Always answer a subscribe with the job's state, even one the tab has seen.
         self.outbox.offer(str(job.pk), seq, job_frame(job_json), force=True)
 
     async def _unsubscribe(self, job_id: str) -> None:
         job = await database_sync_to_async(services.get_visible_job)(self.user, job_id)
-        group = job_group(job.pk)
-        if group in self.groups_joined and self.hub is not None:
-            self.groups_joined.discard(group)
-            await self.hub.leave(group, self.outbox)
-
-    async def _join(self, group: str) -> None:
-        assert self.hub is not None
-        self.groups_joined.add(group)
-        await self.hub.join(group, self.outbox)
+        watched = self.watching.pop(str(job.pk), None)
+        if watched is not None and self.hub is not None:
+            await self.hub.leave(*watched)

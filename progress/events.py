@@ -103,13 +103,8 @@ class LayerJobMessage(TypedDict):
 
 
 def user_group(user_id: int) -> str:
-    """The group of every socket a user holds open."""
+    """The group that carries every state of a user's jobs, to their sockets and watchers."""
     return f"progress.user.{int(user_id)}"
-
-
-def job_group(job_id: uuid.UUID | str) -> str:
-    """The group of sockets and streams watching one job; built only from a valid UUID."""
-    return f"progress.job.{uuid.UUID(str(job_id)).hex}"
 
 
 def state_key(job_id: uuid.UUID | str) -> str:

@@ -35,6 +35,25 @@ class Listener(Protocol):
         """Runs on the hub's loop for each state of a job in one of the listener's groups."""
 
 
+class OneJob:
+    """Passes on the states of one job only: a socket or stream watching a job it does not own.
+
+    It listens on the owner's group, which carries all of the owner's jobs, so
+    the publisher sends each state to one group and nobody manages a group per job.
+    """
+
+    __slots__ = ("job_id", "listener")
+
+    def __init__(self, listener: Listener, job_id: str) -> None:
+        self.listener = listener
+        self.job_id = job_id
+
+    def offer(self, job_id: str, seq: int, frame: str) -> None:
+        """Runs for each state of the owner's jobs."""
+        if job_id == self.job_id:
+            self.listener.offer(job_id, seq, frame)
+
+
 @dataclass(slots=True, eq=False)
 class _Group:
     listeners: set[Listener] = field(default_factory=set)

@@ -26,7 +26,6 @@ from .events import (
     LayerJobMessage,
     State,
     job_frame,
-    job_group,
     user_group,
 )
 from .store import StateStore
@@ -161,13 +160,10 @@ class Publisher:
         layer = get_channel_layer()
         if layer is None:
             raise RuntimeError("No channel layer is configured.")
-        frame = job_frame(job_json)
-        await asyncio.gather(
-            *(
-                layer.group_send(group, self._message(group, state, seq, frame))
-                for group in (user_group(state.owner_id), job_group(state.id))
-            )
-        )
+        # One group per state: sockets watching someone else's job listen on the owner's
+        # group through their hub and keep only that job (fanout.OneJob).
+        group = user_group(state.owner_id)
+        await layer.group_send(group, self._message(group, state, seq, job_frame(job_json)))
         return seq
 
 

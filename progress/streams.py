@@ -10,8 +10,8 @@ from channels.db import database_sync_to_async
 
 from . import services
 from .conf import progress_settings
-from .events import FINAL_STATES, job_frame, job_group
-from .fanout import get_hub
+from .events import FINAL_STATES, job_frame, user_group
+from .fanout import OneJob, get_hub
 from .models import Job
 
 
@@ -36,10 +36,11 @@ class _Stream:
 async def job_events(job: Job) -> AsyncIterator[str]:
     """Yields the job's current state, then each newer one, and ends after the final state."""
     hub = await get_hub()
-    group = job_group(job.pk)
+    group = user_group(job.owner_id)
     stream = _Stream()
+    listener = OneJob(stream, str(job.pk))
     # Join before reading the current state, so no state falls between the two.
-    await hub.join(group, stream)
+    await hub.join(group, listener)
     try:
         sent, payload = await database_sync_to_async(services.latest_of)(job)
         yield _event(sent, job_frame(payload))
@@ -60,4 +61,4 @@ async def job_events(job: Job) -> AsyncIterator[str]:
             if json.loads(frame)["job"]["state"] in FINAL_STATES:
                 return
     finally:
-        await hub.leave(group, stream)
+        await hub.leave(group, listener)

@@ -112,6 +112,21 @@ async def test_staff_subscribe_to_any_job(staff: User, job: Job) -> None:
     await communicator.disconnect()
 
 
+async def test_a_watcher_gets_only_the_job_it_subscribed_to(
+    alice: User, staff: User, job: Job
+) -> None:
+    other = await database_sync_to_async(Job.objects.create)(owner=alice, task="demo.count")
+    communicator = await connect(staff)
+    await frame(communicator)
+    await send(communicator, {"action": "subscribe", "job": str(job.id)})
+    await publish(other, State.PROGRESS, 9)  # Alice's other job: not for this socket.
+    await publish(job, State.PROGRESS, 2)
+    update = await frame(communicator)
+    assert update["job"]["id"] == str(job.id) and update["job"]["current"] == 2
+    assert await communicator.receive_nothing(timeout=0.5)
+    await communicator.disconnect()
+
+
 async def test_bad_frames_get_an_error_and_the_socket_stays_usable(alice: User, job: Job) -> None:
     communicator = await connect(alice)
     await frame(communicator)

@@ -8,7 +8,7 @@ import json
 import pytest
 from channels.layers import get_channel_layer
 
-from progress.events import State, job_group, user_group
+from progress.events import State, user_group
 from progress.models import Job
 from progress.publisher import get_publisher
 from tests.progress.conftest import state_of
@@ -52,27 +52,20 @@ def test_a_floor_keeps_seq_above_what_clients_saw(job: Job) -> None:
     assert publish(job, State.PROGRESS, floor=40) == 41
 
 
-def test_each_state_reaches_the_owner_group_and_the_job_group(job: Job) -> None:
+def test_each_state_reaches_the_owner_group_as_one_ready_frame(job: Job) -> None:
     layer = get_channel_layer()
 
-    async def listen() -> list[dict[str, object]]:
-        owner_channel = await layer.new_channel()
-        watcher_channel = await layer.new_channel()
-        await layer.group_add(user_group(job.owner_id), owner_channel)
-        await layer.group_add(job_group(job.id), watcher_channel)
+    async def listen() -> dict[str, object]:
+        channel = await layer.new_channel()
+        await layer.group_add(user_group(job.owner_id), channel)
         await asyncio.get_running_loop().run_in_executor(None, publish, job, State.STARTED)
-        return [
-            await asyncio.wait_for(layer.receive(owner_channel), 5),
-            await asyncio.wait_for(layer.receive(watcher_channel), 5),
-        ]
+        message: dict[str, object] = await asyncio.wait_for(layer.receive(channel), 5)
+        return message
 
-    owner, watcher = asyncio.run(listen())
-    assert owner["group"] == user_group(job.owner_id)
-    assert watcher["group"] == job_group(job.id)
-    for message in (owner, watcher):
-        assert message["type"] == "progress.job"
-        assert message["seq"] == 1 and message["final"] is False
-        frame = json.loads(str(message["frame"]))
-        assert frame["type"] == "job" and frame["job"]["state"] == "STARTED"
-    # Encoded once: both groups get the very same frame.
-    assert owner["frame"] == watcher["frame"]
+    message = asyncio.run(listen())
+    assert message["type"] == "progress.job" and message["group"] == user_group(job.owner_id)
+    assert message["job_id"] == str(job.id)
+    assert message["seq"] == 1 and message["final"] is False
+    frame = json.loads(str(message["frame"]))
+    assert frame["type"] == "job" and frame["job"]["state"] == "STARTED"
+    assert frame["job"]["seq"] == 1
