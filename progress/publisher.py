@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# Group sends of different jobs that may be in flight at once.
+SENDS_IN_FLIGHT = 16
+
 
 @dataclass(slots=True)
 class _Outgoing:
@@ -51,6 +54,8 @@ class Publisher:
         self._thread: threading.Thread | None = None
         self._queue: asyncio.Queue[_Outgoing] | None = None
         self._store: StateStore | None = None
+        # Bounds the group sends in flight: redis-py's pool raises past its size.
+        self._sending = asyncio.Semaphore(SENDS_IN_FLIGHT)
 
     @property
     def store(self) -> StateStore:
@@ -123,22 +128,63 @@ class Publisher:
     # The drain, on the publisher's loop.
 
     async def _drain(self) -> None:
-        """Runs forever: sends queued states in order, skipping progress a newer state replaces."""
+        """Runs forever: sends what is queued, a batch at a time, skipping superseded progress."""
         assert self._queue is not None
         while True:
             batch = [await self._queue.get()]
             while not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             last = {item.state.id: index for index, item in enumerate(batch)}
+            sending = []
             for index, item in enumerate(batch):
                 if item.state.state is State.PROGRESS and last[item.state.id] != index:
                     item.future.set_result(None)
-                    continue
-                try:
-                    item.future.set_result(await self._send(item.state, item.floor))
-                except Exception as exc:  # The drain must outlive any one failure.
-                    logger.warning("Could not publish job %s: %r", item.state.id, exc)
-                    item.future.set_exception(exc)
+                else:
+                    sending.append(item)
+            try:
+                await self._send_batch(sending)
+            except Exception as exc:  # The drain must outlive any one failure.
+                logger.warning("Could not publish %d states: %r", len(sending), exc)
+                for item in sending:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+
+    async def _send_batch(self, items: list[_Outgoing]) -> None:
+        """Numbers the batch in one round trip, then sends each job's states in order.
+
+        With many jobs running in one worker (a thread pool), a state at a time
+        would cap the process at a few hundred states per second.
+        """
+        assert self._store is not None
+        saved = await self._store.save_many([(item.state, item.floor) for item in items])
+        layer = get_channel_layer()
+        if layer is None:
+            raise RuntimeError("No channel layer is configured.")
+        per_job: dict[str, list[tuple[_Outgoing, tuple[int, str] | None]]] = {}
+        for item, numbered in zip(items, saved, strict=True):
+            per_job.setdefault(item.state.id, []).append((item, numbered))
+        await asyncio.gather(*(self._send_job(layer, chain) for chain in per_job.values()))
+
+    async def _send_job(
+        self, layer: Any, chain: list[tuple[_Outgoing, tuple[int, str] | None]]
+    ) -> None:
+        for item, numbered in chain:
+            if numbered is None:  # The job had already ended.
+                item.future.set_result(None)
+                continue
+            seq, job_json = numbered
+            # One group per state: sockets watching someone else's job listen on the owner's
+            # group through their hub and keep only that job (fanout.OneJob).
+            group = user_group(item.state.owner_id)
+            message = self._message(group, item.state, seq, job_frame(job_json))
+            try:
+                async with self._sending:
+                    await layer.group_send(group, message)
+            except Exception as exc:
+                logger.warning("Could not send job %s: %r", item.state.id, exc)
+                item.future.set_exception(exc)
+            else:
+                item.future.set_result(seq)
 
     @staticmethod
     def _message(group: str, state: JobState, seq: int, frame: str) -> LayerJobMessage:
@@ -150,21 +196,6 @@ class Publisher:
             "final": state.is_final,
             "frame": frame,
         }
-
-    async def _send(self, state: JobState, floor: int) -> int | None:
-        assert self._store is not None
-        saved = await self._store.save(state, floor)
-        if saved is None:
-            return None
-        seq, job_json = saved
-        layer = get_channel_layer()
-        if layer is None:
-            raise RuntimeError("No channel layer is configured.")
-        # One group per state: sockets watching someone else's job listen on the owner's
-        # group through their hub and keep only that job (fanout.OneJob).
-        group = user_group(state.owner_id)
-        await layer.group_send(group, self._message(group, state, seq, job_frame(job_json)))
-        return seq
 
 
 _publisher: Publisher | None = None

@@ -58,12 +58,19 @@ class StateStore:
 
     async def save(self, state: JobState, floor: int = 0) -> tuple[int, str] | None:
         """Stores a new state; returns (seq, json), or None when the job has already ended."""
-        head, tail = state.encode()
-        args = [head, tail, state.state.value, int(state.is_final), self.ttl, int(floor)]
-        saved = await self._save(keys=[state_key(state.id)], args=args)
-        if not saved:
-            return None
-        return int(saved[0]), str(saved[1])
+        return (await self.save_many([(state, floor)]))[0]
+
+    async def save_many(
+        self, states: Sequence[tuple[JobState, int]]
+    ) -> list[tuple[int, str] | None]:
+        """save() for each (state, floor) in order, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for state, floor in states:
+                head, tail = state.encode()
+                args = [head, tail, state.state.value, int(state.is_final), self.ttl, int(floor)]
+                await self._save(keys=[state_key(state.id)], args=args, client=pipe)
+            rows = await pipe.execute()
+        return [(int(row[0]), str(row[1])) if row else None for row in rows]
 
     async def get_many(self, job_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
         """The latest stored (seq, json) of each job that Redis still has."""

@@ -7,6 +7,7 @@ import json
 
 import pytest
 from channels.layers import get_channel_layer
+from django.contrib.auth.models import User
 
 from progress.events import State, user_group
 from progress.models import Job
@@ -69,3 +70,37 @@ def test_each_state_reaches_the_owner_group_as_one_ready_frame(job: Job) -> None
     frame = json.loads(str(message["frame"]))
     assert frame["type"] == "job" and frame["job"]["state"] == "STARTED"
     assert frame["job"]["seq"] == 1
+
+
+def test_many_jobs_at_once_each_arrive_in_order_and_end_on_their_final_state(alice: User) -> None:
+    """As in a thread-pool worker running many jobs: states of all jobs queue up together."""
+    jobs = [Job.objects.create(owner=alice, task="demo.count") for _ in range(40)]
+    layer = get_channel_layer()
+
+    async def listen() -> list[dict[str, object]]:
+        channel = await layer.new_channel()
+        await layer.group_add(user_group(alice.pk), channel)
+        publisher = get_publisher()
+        futures = []
+        for job in jobs:
+            futures.append(publisher.publish(state_of(job, State.STARTED)))
+            futures.append(publisher.publish(state_of(job, State.PROGRESS, 5)))
+            futures.append(publisher.publish(state_of(job, State.SUCCESS, 10)))
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+        messages, finals = [], 0
+        while finals < len(jobs):
+            messages.append(await asyncio.wait_for(layer.receive(channel), 5))
+            finals += bool(messages[-1]["final"])
+        return messages
+
+    seqs: dict[str, list[int]] = {}
+    for message in asyncio.run(listen()):
+        seqs.setdefault(str(message["job_id"]), []).append(int(str(message["seq"])))
+        if message["final"]:
+            assert json.loads(str(message["frame"]))["job"]["state"] == "SUCCESS"
+    # Each job: STARTED, then SUCCESS; the PROGRESS between them was superseded in the queue
+    # or sent in order.
+    assert len(seqs) == len(jobs)
+    for job_seqs in seqs.values():
+        assert job_seqs == sorted(job_seqs) and len(set(job_seqs)) == len(job_seqs)
+    assert all(stored(job)["state"] == "SUCCESS" for job in jobs)
