@@ -5,12 +5,13 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip --disable-pip-version-check
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: help run test lint typecheck test-js test-py bench screenshots clean .system-deps
+.PHONY: help run test lint typecheck test-js test-py bench bench-servers screenshots clean .system-deps
 
 help:
 	@echo "make run     - install, migrate and serve http://127.0.0.1:$${PORT:-8000} (Ctrl-C stops)"
 	@echo "make test    - install test tools, then lint, type-check and run every test"
-	@echo "make bench   - measure the ASGI servers (docs/performance.md)"
+	@echo "make bench   - measure the worker side, the fan-out and idle sockets (docs/performance.md)"
+	@echo "make bench-servers - compare uvicorn and daphne for /ws/progress/"
 	@echo "make screenshots - retake the README's screenshot in headless Chromium"
 
 $(VENV)/.base: requirements/base.txt
@@ -55,7 +56,17 @@ test-py: $(VENV)/.test .system-deps
 
 test: lint typecheck test-js test-py
 
+# Every figure of docs/performance.md, with ratios against baselines measured in
+# the same run; about 10 minutes. BENCH_ARGS=--quick makes each a smoke run.
 bench: $(VENV)/.test
+	@echo "==> 1/3 bench/worker_side.py: set_progress() in a tight loop, and the publish paths"
+	@$(PY) bench/worker_side.py $(BENCH_ARGS)
+	@echo "==> 2/3 bench/fanout.py: one job to 10, 100 and 1,000 sockets, 100 users; floor and polling"
+	@$(PY) bench/fanout.py $(BENCH_ARGS)
+	@echo "==> 3/3 bench/idle_sockets.py: 10,000 idle sockets, deflate and ping interval"
+	@$(PY) bench/idle_sockets.py $(BENCH_ARGS)
+
+bench-servers: $(VENV)/.test
 	@$(PY) bench/asgi_servers.py
 
 screenshots: $(VENV)/.test .system-deps

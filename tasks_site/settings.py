@@ -165,6 +165,7 @@ PROGRESS = {
     "REDIS_URL": REDIS_URL,
     "MAX_RUNNING_JOBS": env.int("PROGRESS_MAX_RUNNING_JOBS", default=0),
     "MAX_SOCKETS": env.int("PROGRESS_MAX_SOCKETS", default=0),
+    "THROTTLE": env.float("PROGRESS_THROTTLE", default=0.1),
 }
 
 LOGGING = {
