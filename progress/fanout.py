@@ -72,6 +72,8 @@ class Hub:
         self._groups: dict[str, _Group] = {}
         self._leaving: dict[str, asyncio.Future[None]] = {}
         self._sockets: dict[str, int] = {}
+        self._releasing: list[tuple[str, int]] = []
+        self._released: asyncio.Future[None] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._beater: asyncio.Task[None] | None = None
 
@@ -148,10 +150,24 @@ class Hub:
         return True
 
     async def release_socket(self, socket_id: str) -> None:
-        """Runs on a counted socket's disconnect."""
+        """Runs on a counted socket's disconnect; returns once it no longer counts."""
         user_id = self._sockets.pop(socket_id, None)
-        if user_id is not None:
-            await services.close_socket(user_id, socket_id)
+        if user_id is None:
+            return
+        # Sockets closing together (a deploy, a network blip) share one round trip to
+        # Redis, instead of each waiting for a connection of the pool.
+        self._releasing.append((socket_id, user_id))
+        if self._released is None:
+            self._released = asyncio.ensure_future(self._release())
+        await asyncio.shield(self._released)
+
+    async def _release(self) -> None:
+        await asyncio.sleep(0)  # Lets the other disconnects of this loop pass join in.
+        batch, self._releasing, self._released = self._releasing, [], None
+        try:
+            await services.close_sockets(batch)
+        except Exception as exc:  # Their entries age out after 3 x HEARTBEAT instead.
+            logger.warning("Could not uncount %d closed sockets: %r", len(batch), exc)
 
     # The hub's own tasks run while it has groups.
 

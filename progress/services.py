@@ -242,9 +242,10 @@ async def open_socket(user_id: int, socket_id: str) -> bool:
     return await publisher.acall(publisher.store.add_socket(user_id, socket_id, limit, stale_after))
 
 
-async def close_socket(user_id: int, socket_id: str) -> None:
+async def close_sockets(sockets: list[tuple[str, int]]) -> None:
+    """Uncounts closed sockets, given as (socket id, user id) pairs."""
     publisher = get_publisher()
-    await publisher.acall(publisher.store.remove_socket(user_id, socket_id))
+    await publisher.acall(publisher.store.remove_sockets(sockets))
 
 
 async def touch_sockets(sockets: list[tuple[str, int]]) -> None:

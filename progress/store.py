@@ -104,5 +104,9 @@ class StateStore:
                 pipe.expire(sockets_key(user_id), int(stale_after) + 1)
             await pipe.execute()
 
-    async def remove_socket(self, user_id: int, channel: str) -> None:
-        await self.redis.zrem(sockets_key(user_id), channel)
+    async def remove_sockets(self, sockets: Sequence[tuple[str, int]]) -> None:
+        """Uncounts (socket id, user id) pairs, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for socket_id, user_id in sockets:
+                pipe.zrem(sockets_key(user_id), socket_id)
+            await pipe.execute()

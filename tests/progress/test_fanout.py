@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Any
 
 import pytest
 from channels.layers import get_channel_layer
 from channels.testing.websocket import WebsocketCommunicator
 from django.contrib.auth.models import User
+from django.test import override_settings
 
-from progress.events import LAYER_JOB_MESSAGE, State, job_frame, user_group
+from progress.events import LAYER_JOB_MESSAGE, State, job_frame, sockets_key, user_group
 from progress.fanout import Outbox, get_hub, run_eagerly
 from progress.middleware import DirectSendMiddleware
 from progress.models import Job
@@ -199,6 +201,22 @@ async def test_job_frames_bypass_the_middleware_send_when_the_stack_allows(
     assert (await frame(communicator))["job"]["current"] == 4
     assert wrapped == ["websocket.accept", "websocket.send"]  # The snapshot only.
     await communicator.disconnect()
+
+
+async def test_sockets_closing_together_all_free_their_places(alice: User) -> None:
+    limit = {"REDIS_URL": os.environ["REDIS_URL"], "MAX_SOCKETS": 30}
+    with override_settings(PROGRESS=limit):
+        sockets = [await connect(alice) for _ in range(30)]
+        for socket in sockets:
+            await frame(socket)
+        publisher = get_publisher()
+        counted = publisher.store.redis.zcard(sockets_key(alice.pk))
+        assert await publisher.acall(counted) == 30
+        await asyncio.gather(*(socket.disconnect() for socket in sockets))
+        assert await publisher.acall(publisher.store.redis.zcard(sockets_key(alice.pk))) == 0
+        again = await connect(alice)
+        assert (await frame(again))["type"] == "snapshot"
+        await again.disconnect()
 
 
 async def _until(condition: Any) -> None:
