@@ -28,17 +28,13 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import logging
 import math
 import os
-import re
-import shutil
-import signal
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,36 +46,41 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.harness import (  # noqa: E402
+    ERROR_LINE,
+    INTERRUPTED,
     cpu_seconds,
     fmt,
     log,
     machine,
     machine_busy_seconds,
+    markdown_table,
     median,
     new_loop,
     own_cpu_seconds,
     percentile,
     raise_fd_limit,
+    ratio,
     rss_kib,
+    run_measurement,
+    terminate_as_interrupt,
 )
-from tests.support import (  # noqa: E402
-    PYTHON,
-    RedisServer,
-    Service,
-    free_port,
-    login,
-    manage,
-    test_env,
-    wait_for,
+from bench.stack import (  # noqa: E402
+    PASSWORD,
+    clean_up,
+    cookie_header,
+    create_users,
+    django_env,
+    migrate,
+    redis_pid,
+    server_failed,
+    setup_django,
+    start_redis,
+    uvicorn_argv,
+    wait_serving,
 )
+from tests.support import PYTHON, RedisServer, Service, free_port, login  # noqa: E402
 
-PASSWORD = "a-long-bench-password"
 CONCURRENCY = 50
-# An error line in a server's log: uvicorn's "ERROR:    ..." or Django's "<date> <time> ERROR ...".
-ERROR_LINE = re.compile(r"^(ERROR:|\S+ \S+ ERROR )", re.MULTILINE)
-# The measurement running now, for the signal handler to cancel; set once interrupted.
-MEASURING: asyncio.Task[None] | None = None
-INTERRUPTED = threading.Event()
 
 
 # The configurations.
@@ -94,11 +95,7 @@ class Config:
 
 def _uvicorn(deflate: bool) -> Callable[[int], list[str]]:
     def argv(port: int) -> list[str]:
-        args = [PYTHON, "-m", "uvicorn", "tasks_site.asgi:application", "--host", "127.0.0.1",
-                "--port", str(port), "--lifespan", "off", "--ws-max-size", "65536"]  # fmt: skip
-        if not deflate:
-            args += ["--ws-per-message-deflate", "false"]
-        return args
+        return uvicorn_argv(port, *([] if deflate else ["--ws-per-message-deflate", "false"]))
 
     return argv
 
@@ -113,9 +110,6 @@ CONFIGS = [
     Config("uvicorn-deflate", "B uvicorn, deflate on", _uvicorn(deflate=True)),
     Config("daphne", "C daphne", _daphne),
 ]
-
-
-# Reading a process tree's memory and CPU from /proc.
 
 
 # The results.
@@ -319,22 +313,6 @@ async def measure(
     args: argparse.Namespace,
     job: Any,
 ) -> None:
-    global MEASURING
-    MEASURING = asyncio.current_task()
-    try:
-        await _measure(result, server, redis, sockets, args, job)
-    finally:
-        MEASURING = None
-
-
-async def _measure(
-    result: Result,
-    server: Service,
-    redis: RedisServer,
-    sockets: Sockets,
-    args: argparse.Namespace,
-    job: Any,
-) -> None:
     pid = server.process.pid
     label = result.config.label
     loop = asyncio.get_running_loop()
@@ -420,11 +398,6 @@ async def _measure(
     await sockets.close()
 
 
-def redis_pid(redis: RedisServer) -> int:
-    assert redis.process is not None
-    return redis.process.pid
-
-
 def run_config(
     config: Config,
     env: dict[str, str],
@@ -446,15 +419,10 @@ def run_config(
     running.append(server)
     client: httpx.Client | None = None
     try:
-
-        def ready() -> bool:
-            server.assert_alive()
-            return httpx.get(f"{base_url}/accounts/login/", timeout=5).status_code == 200
-
-        wait_for(ready, timeout=60, interval=0.2)
+        wait_serving(server, base_url)
         username = f"bench-{config.key}-{round_no}"
         client = login(base_url, username, PASSWORD)
-        cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+        cookie = cookie_header(client.cookies)
         user = User.objects.get(username=username)
         job = Job.objects.create(owner=user, task="bench.fanout", ts=time.time())
         sockets_headers = {"Cookie": cookie, "Origin": base_url}
@@ -462,20 +430,12 @@ def run_config(
         with asyncio.Runner(loop_factory=new_loop) as runner:
             sockets = Sockets(ws_url, sockets_headers, str(job.id), final=args.states)
             try:
-                runner.run(measure(result, server, redis, sockets, args, job))
-            except asyncio.CancelledError:
-                if INTERRUPTED.is_set():
-                    raise KeyboardInterrupt from None
-                raise
+                run_measurement(runner, measure(result, server, redis, sockets, args, job))
             finally:
                 with contextlib.suppress(Exception):
                     runner.run(sockets.close(fast=INTERRUPTED.is_set()))
     except Exception as exc:
-        result.error = f"{type(exc).__name__}: {exc}"
-        log(f"{config.label}: FAILED: {result.error}")
-        tail = server.output()[-2000:]
-        if tail.strip():
-            log(f"{config.label}: last server output:\n{tail}")
+        result.error = server_failed(config.label, server, exc)
     finally:
         if client is not None:
             client.close()
@@ -517,8 +477,8 @@ def table(results: dict[str, list[Result]], args: argparse.Namespace) -> str:
         for c in configs:
             value = values[c.key]
             cell = "failed" if all(r.error for r in results[c.key]) else fmt(value, digits)
-            if c.key != "uvicorn" and ref and not math.isnan(ref) and not math.isnan(value):
-                cell += f" (x{value / ref:.2f})"
+            if c.key != "uvicorn":
+                cell += ratio(value, ref)
             row.append(cell)
         rows.append(row)
     extra: list[tuple[str, Callable[[Result], str]]] = [
@@ -539,75 +499,19 @@ def table(results: dict[str, list[Result]], args: argparse.Namespace) -> str:
             " / ".join("failed" if r.error else show(r) for r in results[c.key]) for c in configs
         ]
         rows.append([name, *cells])
-    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
-    lines = [
-        "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |",
-        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-    ]
-    for row in rows:
-        cells = [row[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return markdown_table(headers, rows)
 
 
 # Setup and teardown.
 
 
-@contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """Ctrl-C, SIGTERM and SIGHUP unwind the run, so every `finally` below runs.
-
-    Inside a measurement they cancel its task, so that sockets, threads and the loop wind
-    down in order; elsewhere they raise KeyboardInterrupt. SIGINT is handled here too, since
-    a shell starts background jobs with SIGINT ignored.
-    """
-
-    def handler(signum: int, frame: object) -> None:
-        INTERRUPTED.set()
-        task = MEASURING
-        if task is not None and not task.done():
-            task.get_loop().call_soon_threadsafe(task.cancel)
-            return
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, handler) for sig in signals}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def prepare(workdir: Path, redis: RedisServer, rounds: int) -> dict[str, str]:
-    env = test_env(
-        DEBUG="0",
-        SECRET_KEY="bench-secret-key-not-for-production",
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        REDIS_URL=redis.url,
-        DATABASE_URL=f"sqlite:///{workdir / 'db.sqlite3'}",
-        MEDIA_ROOT=str(workdir / "media"),
-        STATIC_ROOT=str(workdir / "static"),
-        PROGRESS_MAX_SOCKETS="0",
-        DJANGO_SETTINGS_MODULE="tasks_site.settings",
-    )
+    env = django_env(workdir, redis, PROGRESS_MAX_SOCKETS="0")
     log("migrate, collectstatic, users")
-    manage(env, "migrate", "--noinput", "-v0")
-    manage(env, "collectstatic", "--noinput", "-v0")
-    create = "; ".join(
-        f"U.objects.create_user({f'bench-{c.key}-{n}'!r}, password={PASSWORD!r})"
-        for c in CONFIGS
-        for n in range(rounds)
-    )
-    manage(env, "shell", "-c", f"from django.contrib.auth.models import User as U; {create}")
+    migrate(env)
+    create_users(env, (f"bench-{c.key}-{n}" for c in CONFIGS for n in range(rounds)))
     # This process publishes like a worker: Django against the same database and Redis.
-    os.environ.update(env)
-    import django
-
-    django.setup()
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    setup_django(env)
     return env
 
 
@@ -651,8 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[Result]] = {}
     try:
         with terminate_as_interrupt():
-            redis.start()
-            log(f"private redis-server on port {redis.port}")
+            start_redis(redis)
             env = prepare(workdir, redis, args.rounds)
             for round_no in range(args.rounds):
                 # Each round starts with the next configuration, so drift spreads over all.
@@ -666,14 +569,7 @@ def main(argv: list[str] | None = None) -> int:
         log("interrupted; cleaning up")
         return 130
     finally:
-        for service in list(running):
-            service.stop(timeout=5)
-        with contextlib.suppress(Exception):
-            redis.stop()
-        if args.keep:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        clean_up(workdir, args.keep, redis, running)
     print()
     print(f"M={args.sockets} sockets of one user, S={args.states} states at {args.rate}/s, "
           f"handshakes {CONCURRENCY} at a time; {machine()}")  # fmt: skip

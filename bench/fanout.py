@@ -60,11 +60,21 @@ from bench.harness import (  # noqa: E402
     log,
     machine,
     machine_busy_seconds,
+    markdown_table,
     median,
     new_loop,
     own_cpu_seconds,
     percentile,
     raise_fd_limit,
+    ratio,
+)
+from bench.stack import (  # noqa: E402
+    PASSWORD,
+    cookie_header,
+    django_env,
+    redis_pid,
+    uvicorn_argv,
+    wait_serving,
 )
 from tests.support import (  # noqa: E402
     PYTHON,
@@ -84,11 +94,11 @@ LABELS = {
     "pubsub": "ours (pubsub)",
     "polling": "polling",
 }
-PASSWORD = "a-long-bench-password"
 HANDSHAKES = 50  # Sockets opened at a time, over all client processes.
 POLL_INTERVAL = 0.5
 USER_COUNT = 100
-# An error line: uvicorn's "ERROR:", Django's "<date> <time> ERROR name:", Celery's "[...: ERROR/".
+# An error line: uvicorn's "ERROR:", Django's "<date> <time> ERROR name:", Celery's "[...: ERROR/",
+# or the same at CRITICAL (the worker's log too, hence wider than harness.ERROR_LINE).
 ERROR_LINE = re.compile(
     r"^(?:(?:ERROR|CRITICAL):|\S+ \S+ (?:ERROR|CRITICAL) |\[[^]]*: (?:ERROR|CRITICAL)/)", re.M
 )
@@ -414,12 +424,13 @@ async def wait_end(
     ended: Callable[[], Awaitable[bool]],
     duration: float,
     drain: float,
-    alive: Callable[[], None],
+    services: list[Service],
 ) -> None:
     """Waits until `done`, or until the jobs ended and `drain` more seconds passed.
 
     A job has ended when a client saw its final state, or when `ended()` says so; that is
-    asked every 2 s once the job should be over. Logs a line for what never came.
+    asked every 2 s once the job should be over. Logs a line for what never came. Raises if
+    one of the server's `services` exited.
     """
     begin = time.monotonic()
     ended_at: float | None = None
@@ -427,7 +438,8 @@ async def wait_end(
     give_up = begin + duration + 90
     while not done.is_set():
         now = time.monotonic()
-        alive()
+        for service in services:
+            service.assert_alive()
         if ended_at is None:
             if set(jobs) <= jobs_final():
                 ended_at = now
@@ -578,11 +590,6 @@ async def run_sockets(
             f"{label}: {len(jobs)} job(s) launched in {run.launch_s:.1f} s; "
             "waiting for the final state on every socket"
         )
-
-        def alive() -> None:
-            for service in target.services:
-                service.assert_alive()
-
         await wait_end(
             label,
             clients.all_final,
@@ -593,7 +600,7 @@ async def run_sockets(
             lambda: target.ended(jobs),
             args.states / args.rate,
             args.drain_timeout,
-            alive,
+            target.services,
         )
         end = Marks.take(pids, clients.pids)
         begin.charge(end, run, own_is_client=False)
@@ -751,11 +758,6 @@ class FloorPublisher:
             self.reader.cancel()
 
 
-def redis_pid(redis: RedisServer) -> int:
-    assert redis.process is not None
-    return redis.process.pid
-
-
 # Our stack: a private redis-server, SQLite, uvicorn and a Celery worker, as in the Procfile.
 
 
@@ -791,15 +793,10 @@ class Stack:
         self.dir.mkdir(parents=True)
         PROCS.redises.append(self.redis)
         await asyncio.to_thread(self.redis.start)
-        self.env = test_env(
-            DEBUG="0",
-            SECRET_KEY="bench-secret-key-not-for-production",
-            ALLOWED_HOSTS="127.0.0.1,localhost",
-            REDIS_URL=self.redis.url,
+        self.env = django_env(
+            self.dir,
+            self.redis,
             CHANNEL_LAYER=self.layer,
-            DATABASE_URL=f"sqlite:///{self.dir / 'db.sqlite3'}",
-            MEDIA_ROOT=str(self.dir / "media"),
-            STATIC_ROOT=str(self.dir / "static"),
             PROGRESS_MAX_SOCKETS="0",  # No cap on one user's sockets.
             # Unfinished jobs per user (0 would mean no limit too); the users scenario has 1 each.
             PROGRESS_MAX_RUNNING_JOBS="1000",
@@ -833,19 +830,11 @@ class Stack:
         )
         self.cookie_name, self.sessions = made["cookie"], made["sessions"]
         # As the Procfile runs them.
-        argv = [PYTHON, "-m", "uvicorn", "tasks_site.asgi:application", "--host", "127.0.0.1",
-                "--port", str(self.port), "--lifespan", "off", "--ws-per-message-deflate",
-                "false", "--ws-max-size", "65536"]  # fmt: skip
-        self.web = Service(f"web-{self.layer}", argv, self.env, self.dir / "web.log")
-        PROCS.services.append(self.web)
+        argv = uvicorn_argv(self.port, "--ws-per-message-deflate", "false")
+        web = self.web = Service(f"web-{self.layer}", argv, self.env, self.dir / "web.log")
+        PROCS.services.append(web)
         await self.start_worker("prefork", 2)
-
-        def ready() -> bool:
-            assert self.web is not None
-            self.web.assert_alive()
-            return httpx.get(f"{self.base_url}/accounts/login/", timeout=5).status_code == 200
-
-        await asyncio.to_thread(wait_for, ready, 60, 0.2)
+        await asyncio.to_thread(wait_serving, web, self.base_url)
         log(f"{self.layer} stack: uvicorn on port {self.port}, celery worker {self.pool}")
 
     async def start_worker(self, pool: str, concurrency: int) -> None:
@@ -891,10 +880,6 @@ class Stack:
         async with httpx.AsyncClient(base_url=self.base_url, timeout=30) as client:
             await client.get("/accounts/login/")
             return str(client.cookies["csrftoken"])
-
-
-def cookie_header(cookies: httpx.Cookies) -> str:
-    return "; ".join(f"{name}={value}" for name, value in cookies.items())
 
 
 class Owners:
@@ -1122,10 +1107,6 @@ async def polling_run(stack: Stack, scenario: str, args: argparse.Namespace, wor
             for client, poller in zip(clients, pollers, strict=True)
         ]
 
-        def alive() -> None:
-            for service in stack.services:
-                service.assert_alive()
-
         async def ended() -> bool:
             return await owners.ended([job])
 
@@ -1139,7 +1120,7 @@ async def polling_run(stack: Stack, scenario: str, args: argparse.Namespace, wor
             ended,
             args.states / args.rate,
             args.drain_timeout,
-            alive,
+            stack.services,
         )
         end = Marks.take(pids, reference.pids)
         begin.charge(end, run, own_is_client=True)
@@ -1229,12 +1210,6 @@ async def stack_part(
 
 
 # The report.
-
-
-def ratio(value: float, ref: float) -> str:
-    if math.isnan(value) or math.isnan(ref) or not ref:
-        return ""
-    return f" (x{value / ref:.2f})"
 
 
 def vs_floor(runs: dict[str, Run], get: Callable[[Run], float], digits: int) -> dict[str, str]:
@@ -1329,18 +1304,7 @@ def table(runs: dict[str, Run], args: argparse.Namespace) -> str:
         rows.append([name, *(cells.get(p, "failed") for p in parts)])
     for name, show in tail_rows:
         rows.append([name, *("failed" if runs[p].failure else show(runs[p]) for p in parts)])
-    headers = ["", *(LABELS[p] for p in parts)]
-    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
-    lines = [
-        "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |",
-        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-    ]
-    for row in rows:
-        cells = [row[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return markdown_table(["", *(LABELS[p] for p in parts)], rows)
 
 
 def scenario_title(scenario: str, args: argparse.Namespace) -> str:
@@ -1361,6 +1325,30 @@ def verdicts(by: dict[str, dict[str, Run]], args: argparse.Namespace) -> list[st
     def mark(ok: bool | None) -> str:
         return "n/a " if ok is None else "PASS" if ok else "FAIL"
 
+    def against_floor(layer: str, claim: str, check: Callable[[Run, Run], tuple[bool, str]]) -> str:
+        """The verdict on `claim`, checked on the layer's run and the floor's at every M."""
+        pairs = [(s, by[s][layer], by[s].get("floor")) for s in sweep if layer in by[s]]
+        checked = [(s, r, f) for s, r, f in pairs if f and not f.failure and not r.failure]
+        parts = []
+        ok = bool(checked) and len(checked) == len(pairs)
+        for s, r, f in checked:
+            passed, figures = check(r, f)
+            ok = ok and passed
+            parts.append(f"{s} {figures}")
+        return (
+            f"[{mark(ok if checked else None)}] {LABELS[layer]}: {claim}: "
+            f"{'; '.join(parts) or 'floor not run'}"
+        )
+
+    def latency(r: Run, f: Run) -> tuple[bool, str]:
+        p50 = percentile(r.latencies_ms, 50) / percentile(f.latencies_ms, 50)
+        p99 = percentile(r.latencies_ms, 99) / percentile(f.latencies_ms, 99)
+        return p50 <= 2 and p99 <= 3, f"p50 x{p50:.1f}, p99 x{p99:.1f}"
+
+    def cpu(r: Run, f: Run) -> tuple[bool, str]:
+        x = r.cpu_per_1000 / f.cpu_per_1000
+        return x <= 3, f"x{x:.1f}"
+
     for layer in layers:
         runs = [(s, by[s][layer]) for s in [*sweep, "users"] if s in by and layer in by[s]]
         bad = [
@@ -1375,34 +1363,12 @@ def verdicts(by: dict[str, dict[str, Run]], args: argparse.Namespace) -> list[st
             f"state and the final one ({', '.join(s for s, _ in runs)})"
             + (f": not at {'; '.join(bad)}" if bad else "")
         )
-    for layer in layers:
-        pairs = [(s, by[s][layer], by[s].get("floor")) for s in sweep if layer in by[s]]
-        checked = [(s, r, f) for s, r, f in pairs if f and not f.failure and not r.failure]
-        parts = []
-        ok = bool(checked) and len(checked) == len(pairs)
-        for s, r, f in checked:
-            p50 = percentile(r.latencies_ms, 50) / percentile(f.latencies_ms, 50)
-            p99 = percentile(r.latencies_ms, 99) / percentile(f.latencies_ms, 99)
-            ok = ok and p50 <= 2 and p99 <= 3
-            parts.append(f"{s} p50 x{p50:.1f}, p99 x{p99:.1f}")
-        lines.append(
-            f"[{mark(ok if checked else None)}] {LABELS[layer]}: p50 <= 2x floor and "
-            f"p99 <= 3x floor at every M: {'; '.join(parts) or 'floor not run'}"
-        )
-    for layer in layers:
-        pairs = [(s, by[s][layer], by[s].get("floor")) for s in sweep if layer in by[s]]
-        checked = [(s, r, f) for s, r, f in pairs if f and not f.failure and not r.failure]
-        parts = []
-        ok = bool(checked) and len(checked) == len(pairs)
-        for s, r, f in checked:
-            x = r.cpu_per_1000 / f.cpu_per_1000
-            ok = ok and x <= 3
-            parts.append(f"{s} x{x:.1f}")
-        lines.append(
-            f"[{mark(ok if checked else None)}] {LABELS[layer]}: server CPU per 1,000 "
-            f"delivered updates <= 3x floor at every M: "
-            f"{'; '.join(parts) or 'floor not run'}"
-        )
+    claims = [
+        ("p50 <= 2x floor and p99 <= 3x floor at every M", latency),
+        ("server CPU per 1,000 delivered updates <= 3x floor at every M", cpu),
+    ]
+    for claim, check in claims:
+        lines += [against_floor(layer, claim, check) for layer in layers]
     top = f"M={max(args.sockets)}"
     for layer in layers:
         ours, polling = by.get(top, {}).get(layer), by.get(top, {}).get("polling")

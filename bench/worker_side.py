@@ -28,12 +28,9 @@ and a throwaway SQLite database:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import os
-import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -46,8 +43,24 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import cpu_seconds, fmt, log, machine, own_cpu_seconds  # noqa: E402
-from tests.support import RedisServer, manage, test_env, wait_for  # noqa: E402
+from bench.harness import (  # noqa: E402
+    cpu_seconds,
+    fmt,
+    log,
+    machine,
+    own_cpu_seconds,
+    terminate_as_interrupt,
+)
+from bench.stack import (  # noqa: E402
+    PASSWORD,
+    clean_up,
+    django_env,
+    migrate,
+    redis_pid,
+    setup_django,
+    start_redis,
+)
+from tests.support import RedisServer, wait_for  # noqa: E402
 
 TARGET_NS = 1000.0
 MEMBER = "bench-member"
@@ -67,39 +80,12 @@ def passthrough(iterable: Iterable[int]) -> Iterator[int]:
 # Setup and teardown.
 
 
-@contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP unwind the run like Ctrl-C, so every `finally` runs."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, handler) for sig in signals}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def prepare(workdir: Path, redis: RedisServer) -> None:
     """Migrates a throwaway database, then sets Django up in this process, as a worker does."""
-    env = test_env(
-        DEBUG="0",
-        SECRET_KEY="bench-secret-key-not-for-production",
-        REDIS_URL=redis.url,
-        DATABASE_URL=f"sqlite:///{workdir / 'db.sqlite3'}",
-        MEDIA_ROOT=str(workdir / "media"),
-        STATIC_ROOT=str(workdir / "static"),
-        DJANGO_SETTINGS_MODULE="tasks_site.settings",
-    )
+    env = django_env(workdir, redis)
     log("migrate")
-    manage(env, "migrate", "--noinput", "-v0")
-    os.environ.update(env)
-    import django
-
-    django.setup()
+    migrate(env, static=False)
+    setup_django(env)
 
 
 # 1. The hot path.
@@ -151,7 +137,7 @@ class Jobs:
         from django.contrib.auth.models import User
 
         self.redis = redis.Redis.from_url(url, decode_responses=True)
-        self.owner = User.objects.create_user("bench", password="a-long-bench-password")
+        self.owner = User.objects.create_user("bench", password=PASSWORD)
 
     def new(self, name: str) -> Any:
         from progress.models import Job
@@ -557,9 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     redis = RedisServer(workdir / "redis")
     try:
         with terminate_as_interrupt():
-            redis.start()
-            assert redis.process is not None
-            log(f"private redis-server on port {redis.port}")
+            start_redis(redis)
             prepare(workdir, redis)
             from channels.layers import get_channel_layer
 
@@ -570,14 +554,12 @@ def main(argv: list[str] | None = None) -> int:
             log(f"hot path, THROTTLE={throttle} s, {args.rounds} rounds")
             runs = hot_path(args.calls, args.rounds, jobs)
             log(f"publish paths through {type(get_channel_layer()).__name__}")
-            paths = publish_paths(args.updates, jobs, redis.url, redis.process.pid)
+            paths = publish_paths(args.updates, jobs, redis.url, redis_pid(redis))
     except KeyboardInterrupt:
         log("interrupted; cleaning up")
         return 130
     finally:
-        with contextlib.suppress(Exception):
-            redis.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        clean_up(workdir, keep=False, redis=redis)
     print()
     print(f"{machine()}; n={args.calls:,}; THROTTLE={throttle} s; ratios are against "
           "baselines measured in this same run.")  # fmt: skip
