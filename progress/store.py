@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio as redis
+from redis.exceptions import NoScriptError
 
 from .events import JobState, sockets_key, state_key
 
@@ -42,6 +44,10 @@ return 1
 """
 
 
+def _numbered(row: Any) -> tuple[int, str] | None:
+    return (int(row[0]), str(row[1])) if row else None
+
+
 class StateStore:
     """Redis access for job states; every coroutine here runs on the publisher's loop."""
 
@@ -64,13 +70,28 @@ class StateStore:
         self, states: Sequence[tuple[JobState, int]]
     ) -> list[tuple[int, str] | None]:
         """save() for each (state, floor) in order, in one round trip."""
+        calls = []
+        for state, floor in states:
+            head, tail = state.encode()
+            args = [head, tail, state.state.value, int(state.is_final), self.ttl, int(floor)]
+            calls.append(([state_key(state.id)], args))
+        if len(calls) == 1:
+            keys, args = calls[0]
+            return [_numbered(await self._save(keys=keys, args=args))]
+        try:
+            rows = await self._save_pipelined(calls)
+        except NoScriptError:  # Redis restarted or was flushed; nothing ran.
+            await self.redis.script_load(_SAVE_STATE)
+            rows = await self._save_pipelined(calls)
+        return [_numbered(row) for row in rows]
+
+    async def _save_pipelined(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        # EVALSHA by hand: a pipeline given the Script object asks Redis whether the
+        # script exists before every execute, a second round trip per batch.
         async with self.redis.pipeline(transaction=False) as pipe:
-            for state, floor in states:
-                head, tail = state.encode()
-                args = [head, tail, state.state.value, int(state.is_final), self.ttl, int(floor)]
-                await self._save(keys=[state_key(state.id)], args=args, client=pipe)
-            rows = await pipe.execute()
-        return [(int(row[0]), str(row[1])) if row else None for row in rows]
+            for keys, args in calls:
+                pipe.evalsha(self._save.sha, len(keys), *keys, *args)
+            return list(await pipe.execute())
 
     async def get_many(self, job_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
         """The latest stored (seq, json) of each job that Redis still has."""

@@ -104,3 +104,15 @@ def test_many_jobs_at_once_each_arrive_in_order_and_end_on_their_final_state(ali
     for job_seqs in seqs.values():
         assert job_seqs == sorted(job_seqs) and len(set(job_seqs)) == len(job_seqs)
     assert all(stored(job)["state"] == "SUCCESS" for job in jobs)
+
+
+def test_a_batch_is_numbered_even_after_redis_forgot_the_script(alice: User) -> None:
+    """As after a Redis restart: the numbering script must be loaded again, once."""
+    first, second = (Job.objects.create(owner=alice, task="demo.count") for _ in range(2))
+    store = get_publisher().store
+    get_publisher().call(store.redis.script_flush())
+    saved = get_publisher().call(
+        store.save_many([(state_of(first, State.STARTED), 0), (state_of(second, State.STARTED), 0)])
+    )
+    assert [row[0] if row else None for row in saved] == [1, 1]
+    assert stored(first)["state"] == stored(second)["state"] == "STARTED"
