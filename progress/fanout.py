@@ -75,6 +75,8 @@ class Hub:
         self._releasing: list[tuple[str, int]] = []
         self._released: asyncio.Future[None] | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._starting = asyncio.Lock()
+        self._stopped = False
         self._beater: asyncio.Task[None] | None = None
 
     @property
@@ -87,7 +89,7 @@ class Hub:
 
     async def join(self, group: str, listener: Listener) -> None:
         """Runs when a socket or stream starts watching a group; returns once states flow."""
-        self._run()
+        await self._run()
         entry = self._groups.get(group)
         if entry is None:
             entry = self._groups[group] = _Group()
@@ -117,7 +119,9 @@ class Hub:
             return
         del self._groups[group]
         if entry.joined is not None:
-            self._leaving[group] = asyncio.ensure_future(self._discard(group, entry.joined))
+            self._leaving[group] = asyncio.ensure_future(
+                self._discard(group, entry.joined, self.channel)
+            )
         if not self._groups:
             self._stop()
 
@@ -128,12 +132,12 @@ class Hub:
             await asyncio.shield(leaving)
         await self.layer.group_add(group, self.channel)
 
-    async def _discard(self, group: str, joined: asyncio.Future[None]) -> None:
+    async def _discard(self, group: str, joined: asyncio.Future[None], channel: str) -> None:
         # An add still on its way must land first, or it would outlive this discard.
         await asyncio.wait([joined])
         try:
             if joined.exception() is None:
-                await self.layer.group_discard(group, self.channel)
+                await self.layer.group_discard(group, channel)
         except Exception as exc:  # The membership expires; a stray state is ignored.
             logger.warning("Could not leave group %s: %r", group, exc)
         finally:
@@ -171,17 +175,25 @@ class Hub:
 
     # The hub's own tasks run while it has groups.
 
-    def _run(self) -> None:
-        if not _alive(self._reader):
-            self._reader = asyncio.ensure_future(self._read())
-        if not _alive(self._beater):
-            self._beater = asyncio.ensure_future(self._beat())
+    async def _run(self) -> None:
+        async with self._starting:
+            if self._stopped:
+                # The pub/sub layer drops a channel whose receive() is cancelled, as the
+                # idle hub's was: start again on a new one.
+                self.channel = await self.layer.new_channel()
+                self._stopped = False
+            if not _alive(self._reader):
+                self._reader = asyncio.ensure_future(self._read())
+            if not _alive(self._beater):
+                self._beater = asyncio.ensure_future(self._beat())
 
     def _stop(self) -> None:
+        """Runs when the last listener has left: an idle process keeps no task running."""
         for task in (self._reader, self._beater):
             if task is not None:
                 task.cancel()
         self._reader = self._beater = None
+        self._stopped = True
 
     async def _read(self) -> None:
         """Runs while the hub has groups: takes each message off the channel and fans it out."""

@@ -219,6 +219,27 @@ async def test_sockets_closing_together_all_free_their_places(alice: User) -> No
         await again.disconnect()
 
 
+PUBSUB_LAYER = {
+    "default": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [os.environ["REDIS_URL"]]},
+    }
+}
+
+
+async def test_on_the_pubsub_layer_the_hub_comes_back_after_its_last_socket_left(
+    alice: User, job: Job
+) -> None:
+    """The pub/sub layer drops a channel whose receive is cancelled, as the idle hub's is."""
+    with override_settings(CHANNEL_LAYERS=PUBSUB_LAYER):
+        for current in (1, 2):
+            socket = await connect(alice)
+            assert (await frame(socket))["type"] == "snapshot"
+            await publish(job, State.PROGRESS, current)
+            assert (await frame(socket))["job"]["current"] == current
+            await socket.disconnect()
+
+
 async def _until(condition: Any) -> None:
     while not condition():
         await asyncio.sleep(0.01)
