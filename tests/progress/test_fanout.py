@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from typing import Any
 
 import pytest
@@ -217,6 +218,36 @@ async def test_sockets_closing_together_all_free_their_places(alice: User) -> No
         again = await connect(alice)
         assert (await frame(again))["type"] == "snapshot"
         await again.disconnect()
+
+
+async def test_a_socket_outlives_the_layers_group_expiry(alice: User, job: Job) -> None:
+    """channels-redis expires group members after group_expiry; the hub's beat re-adds them."""
+    layer = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [os.environ["REDIS_URL"]], "group_expiry": 2},
+        }
+    }
+    progress = {"REDIS_URL": os.environ["REDIS_URL"], "HEARTBEAT": 0.5}
+    with override_settings(CHANNEL_LAYERS=layer, PROGRESS=progress):
+        socket = await connect(alice)
+        await frame(socket)
+        hub = await get_hub()
+        key = get_channel_layer()._group_key(user_group(alice.pk))
+        publisher = get_publisher()
+
+        async def renewed_after(moment: float) -> None:
+            while True:
+                score = await publisher.acall(publisher.store.redis.zscore(key, hub.channel))
+                if score is not None and score >= moment:
+                    return
+                await asyncio.sleep(0.1)
+
+        # Renewed once more after the first membership would have expired.
+        await asyncio.wait_for(renewed_after(time.time() + 2.5), 10)
+        await publish(job, State.PROGRESS, 6)
+        assert (await frame(socket))["job"]["current"] == 6
+        await socket.disconnect()
 
 
 PUBSUB_LAYER = {
