@@ -73,4 +73,4 @@ screenshots: $(VENV)/.test .system-deps
 	@PROGRESS_SCREENSHOTS=docs/img $(PY) -m pytest tests/test_browser.py -q
 
 clean:
-	rm -rf $(VENV) staticfiles run .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) staticfiles run .pytest_cache .mypy_cache .ruff_cache .hypothesis
