@@ -56,10 +56,10 @@ class OneJob:
 
 @dataclass(slots=True, eq=False)
 class _Group:
-    listeners: set[Listener] = field(default_factory=set)
     # The group_add of the hub's channel; joiners wait on it, so none reads a
     # snapshot before the process can receive the group's states.
-    joined: asyncio.Future[None] | None = None
+    joined: asyncio.Future[None]
+    listeners: set[Listener] = field(default_factory=set)
 
 
 class Hub:
@@ -92,13 +92,12 @@ class Hub:
         await self._run()
         entry = self._groups.get(group)
         if entry is None:
-            entry = self._groups[group] = _Group()
+            entry = self._groups[group] = _Group(asyncio.ensure_future(self._add(group)))
+        elif entry.joined.done() and entry.joined.exception() is not None:
+            entry.joined = asyncio.ensure_future(self._add(group))
         entry.listeners.add(listener)
-        joined = entry.joined
-        if joined is None or (joined.done() and joined.exception() is not None):
-            joined = entry.joined = asyncio.ensure_future(self._add(group))
         try:
-            await asyncio.shield(joined)
+            await asyncio.shield(entry.joined)
         except Exception:
             self._forget(group, entry, listener)
             raise
@@ -118,10 +117,9 @@ class Hub:
         if entry.listeners or self._groups.get(group) is not entry:
             return
         del self._groups[group]
-        if entry.joined is not None:
-            self._leaving[group] = asyncio.ensure_future(
-                self._discard(group, entry.joined, self.channel)
-            )
+        self._leaving[group] = asyncio.ensure_future(
+            self._discard(group, entry.joined, self.channel)
+        )
         if not self._groups:
             self._stop()
 
@@ -284,13 +282,12 @@ class Outbox:
     states, and the final one, instead of a backlog.
     """
 
-    __slots__ = ("_busy", "_paused", "_send", "_waiting", "closed", "seen")
+    __slots__ = ("_busy", "_send", "_waiting", "closed", "seen")
 
     def __init__(self, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
         self._send = send
-        # Paused until the consumer has sent its snapshot, so nothing overtakes it.
+        # Busy until the consumer has sent its snapshot (resume()), so nothing overtakes it.
         self._busy = True
-        self._paused = True
         self._waiting: dict[str, tuple[int, str]] = {}
         self.seen: dict[str, int] = {}
         self.closed = False
@@ -318,7 +315,6 @@ class Outbox:
             waiting = self._waiting.get(job_id)
             if waiting is not None and waiting[0] <= seq:
                 del self._waiting[job_id]
-        self._paused = False
         if self._waiting:
             run_eagerly(self._write(None))
         else:

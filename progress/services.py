@@ -237,9 +237,10 @@ def attach_file(job_id: str, filename: str, content: bytes | str) -> str:
 async def open_socket(user_id: int, socket_id: str) -> bool:
     """Counts a new socket of the user; False when they already hold MAX_SOCKETS."""
     publisher = get_publisher()
-    stale_after = 3 * float(progress_settings.HEARTBEAT)
     limit = int(progress_settings.MAX_SOCKETS)
-    return await publisher.acall(publisher.store.add_socket(user_id, socket_id, limit, stale_after))
+    return await publisher.acall(
+        publisher.store.add_socket(user_id, socket_id, limit, _stale_after())
+    )
 
 
 async def close_sockets(sockets: list[tuple[str, int]]) -> None:
@@ -252,8 +253,12 @@ async def touch_sockets(sockets: list[tuple[str, int]]) -> None:
     """Marks (socket id, user id) pairs alive, so they are not counted as stale."""
     if sockets:
         publisher = get_publisher()
-        stale_after = 3 * float(progress_settings.HEARTBEAT)
-        await publisher.acall(publisher.store.touch_sockets(sockets, stale_after))
+        await publisher.acall(publisher.store.touch_sockets(sockets, _stale_after()))
+
+
+def _stale_after() -> float:
+    """Seconds after which an unrenewed socket no longer counts: its server has gone."""
+    return 3 * float(progress_settings.HEARTBEAT)
 
 
 async def aget_visible_job(user: User, job_id: object) -> Job:

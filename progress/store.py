@@ -107,12 +107,14 @@ class StateStore:
             if seq is not None and payload is not None
         }
 
-    async def add_socket(self, user_id: int, channel: str, limit: int, stale_after: float) -> bool:
+    async def add_socket(
+        self, user_id: int, socket_id: str, limit: int, stale_after: float
+    ) -> bool:
         """Counts a socket for its user; False when the user already holds `limit` of them."""
         now = time.time()
         added = await self._add_socket(
             keys=[sockets_key(user_id)],
-            args=[channel, now, now - stale_after, int(limit), int(stale_after) + 1],
+            args=[socket_id, now, now - stale_after, int(limit), int(stale_after) + 1],
         )
         return bool(added)
 

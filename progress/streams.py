@@ -20,17 +20,14 @@ def _event(seq: int, frame: str) -> str:
 
 
 class _Stream:
-    """A hub listener that queues the job's newer states for one SSE response."""
+    """A hub listener that queues the job's states for one SSE response."""
 
     def __init__(self) -> None:
-        self.seq = 0
         self.queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
 
     def offer(self, job_id: str, seq: int, frame: str) -> None:
-        """Runs on the hub's loop for each state of the job."""
-        if seq > self.seq:
-            self.seq = seq
-            self.queue.put_nowait((seq, frame))
+        """Runs on the hub's loop for each state of the job; job_events() skips stale ones."""
+        self.queue.put_nowait((seq, frame))
 
 
 async def job_events(job: Job) -> AsyncIterator[str]:
