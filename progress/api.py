@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from . import registry, services
 from .conf import progress_settings
-from .exceptions import InvalidParams, JobNotFound, TooManyJobs, UnknownTask
+from .exceptions import InvalidParams, JobNotFound, TooManyJobs, TooManyLaunches, UnknownTask
 from .streams import job_events
 
 View = Callable[..., HttpResponse]
@@ -102,6 +102,10 @@ def jobs(request: HttpRequest) -> HttpResponse:
         return _error(400, str(exc), exc.fields)
     except TooManyJobs as exc:
         return _error(429, str(exc))
+    except TooManyLaunches as exc:
+        response = _error(429, str(exc))
+        response["Retry-After"] = str(exc.retry_after)
+        return response
     return _raw_json(services.job_json(job), status=201)
 
 

@@ -8,5 +8,5 @@ class ProgressConfig(AppConfig):
     verbose_name = "Progress"
 
     def ready(self) -> None:
-        """Runs once Django is set up: registers system checks and Celery signal handlers."""
-        from . import checks, worker  # noqa: F401
+        """Runs once Django is set up: registers system checks and signal handlers."""
+        from . import checks, sessions, worker  # noqa: F401

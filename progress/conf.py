@@ -25,12 +25,25 @@ DEFAULTS: dict[str, Any] = {
     # Per-user limits; 0 means no limit.
     "MAX_RUNNING_JOBS": 0,
     "MAX_SOCKETS": 0,
+    "MAX_LAUNCHES_PER_MINUTE": 0,
     # The largest client WebSocket frame; larger ones close the socket with 1009.
     "MAX_FRAME_BYTES": 4096,
     # The largest HTTP request body the JSON API reads.
     "MAX_BODY_BYTES": 64 * 1024,
     # Seconds between a socket's re-joins of its groups (channels-redis expires them).
     "HEARTBEAT": 60.0,
+    # Seconds between a web process's checks that Redis kept its data, and its
+    # re-reads of the running jobs it shows, which catch states the layer dropped.
+    "RECONCILE_INTERVAL": 5.0,
+    # Seconds a running job's worker may go unheard before the job is presumed
+    # lost; such a job ends FAILURE within about 2.2 times this.
+    "WORKER_LOST_AFTER": 15.0,
+    # Seconds between re-checks of each socket's session: a socket of a user
+    # deactivated, or of a session deleted or expired, closes within this.
+    # (A logout closes its sockets at once.)
+    "SESSION_RECHECK": 30.0,
+    # Seconds the publisher keeps retrying a state Redis could not take.
+    "PUBLISH_RETRY_FOR": 300.0,
     # Seconds between SSE keep-alive comments.
     "SSE_KEEPALIVE": 15.0,
 }

@@ -24,6 +24,12 @@ from .exceptions import JobNotFound
 from .fanout import Hub, OneJob, Outbox, get_hub
 from .middleware import DIRECT_SEND
 
+# What a socket is told before the server closes it, where a client can act on it.
+_END_REASONS = {
+    CloseCode.TOO_MANY_SOCKETS: (ErrorCode.TOO_MANY_SOCKETS, "Too many open tabs."),
+    CloseCode.SESSION_ENDED: (ErrorCode.SESSION_ENDED, "You were signed out; log in again."),
+}
+
 
 class ProgressConsumer(AsyncWebsocketConsumer):
     """Sends a snapshot on connect, then every new state of the user's and subscribed jobs."""
@@ -46,18 +52,26 @@ class ProgressConsumer(AsyncWebsocketConsumer):
             return
         await self.accept()
         self.hub = await get_hub()
-        if not await self.hub.hold_socket(self.user.pk, self.socket_id):
-            await self.send(
-                text_data=error_frame(ErrorCode.TOO_MANY_SOCKETS, "Too many open tabs.")
-            )
-            await self.close(code=CloseCode.TOO_MANY_SOCKETS)
+        session = self.scope.get("session")
+        session_key = getattr(session, "session_key", None)
+        if not await self.hub.hold_socket(self.user.pk, self.socket_id, session_key, self.end):
+            await self.end(CloseCode.TOO_MANY_SOCKETS)
             return
         # Join before reading the snapshot, so no state falls between the two;
         # the outbox holds what arrives meanwhile until the snapshot is out.
-        await self.hub.join(user_group(self.user.pk), self.outbox)
+        group = user_group(self.user.pk)
+        await self.hub.join(group, self.outbox)
         jobs = await database_sync_to_async(services.snapshot)(self.user)
-        await self.send(text_data=snapshot_frame([payload for _id, _seq, payload in jobs]))
-        self.outbox.resume({job_id: seq for job_id, seq, _json in jobs})
+        await self.send(text_data=snapshot_frame([found.json for _id, found in jobs]))
+        self.outbox.resume({job_id: found.seq for job_id, found in jobs})
+        self.hub.expect(group, {job_id: found.seq for job_id, found in jobs if not found.final})
+
+    async def end(self, code: CloseCode) -> None:
+        """Runs when the server closes this socket: the user's limit, a logout, a shutdown."""
+        reason = _END_REASONS.get(code)
+        if reason is not None:
+            await self.send(text_data=error_frame(*reason))
+        await self.close(code=code)
 
     async def disconnect(self, code: int) -> None:
         """Runs when the socket closes, for whatever reason."""
@@ -97,9 +111,11 @@ class ProgressConsumer(AsyncWebsocketConsumer):
             group, listener = user_group(job.owner_id), OneJob(self.outbox, key)
             self.watching[key] = (group, listener)
             await self.hub.join(group, listener)
-        seq, job_json = await database_sync_to_async(services.latest_of)(job)
+        found = await database_sync_to_async(services.latest_of)(job)
+        if not found.final and self.hub is not None:
+            self.hub.expect(user_group(job.owner_id), {key: found.seq})
         # Always answer a subscribe with the job's state, even one the tab has seen.
-        self.outbox.offer(str(job.pk), seq, job_frame(job_json), force=True)
+        self.outbox.offer(key, found.seq, job_frame(found.json), force=True)
 
     async def _unsubscribe(self, job_id: str) -> None:
         job = await database_sync_to_async(services.get_visible_job)(self.user, job_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass
@@ -52,12 +53,17 @@ class ErrorCode(enum.StrEnum):
     BAD_FRAME = "bad_frame"
     UNKNOWN_ACTION = "unknown_action"
     TOO_MANY_SOCKETS = "too_many_sockets"
+    SESSION_ENDED = "session_ended"
 
 
 class CloseCode(enum.IntEnum):
     """WebSocket close codes the server uses."""
 
+    # The server is shutting down or restarting; reconnect.
+    GOING_AWAY = 1001
     MESSAGE_TOO_BIG = 1009
+    # The session was logged out or the user deactivated; reconnecting will not help.
+    SESSION_ENDED = 4401
     TOO_MANY_SOCKETS = 4429
 
 
@@ -67,6 +73,12 @@ MAX_MESSAGE_LENGTH = 500
 # The channel-layer message type that carries a job state to each web
 # process's hub (progress/fanout.py).
 LAYER_JOB_MESSAGE = "progress.job"
+# The channel-layer message type that tells each hub to close a user's sockets
+# of one session (a logout), or of every session when `session` is empty.
+LAYER_SESSION_ENDED = "progress.session_ended"
+
+# What a job lost with its worker says, whoever notices the loss.
+WORKER_LOST_ERROR = "Worker lost: the process running this job stopped before it finished."
 
 
 class JobDict(TypedDict):
@@ -90,6 +102,15 @@ class JobDict(TypedDict):
     finished: str | None
 
 
+class LayerSessionEnded(TypedDict):
+    """What a logout puts into the channel layer, for the user's group."""
+
+    type: str
+    group: str
+    # session_digest() of the ended session; empty for all of the user's sessions.
+    session: str
+
+
 class LayerJobMessage(TypedDict):
     """What the publisher puts into the channel layer for each new state, once per group."""
 
@@ -102,9 +123,27 @@ class LayerJobMessage(TypedDict):
     frame: str
 
 
+_USER_GROUP_PREFIX = "progress.user."
+
+
 def user_group(user_id: int) -> str:
     """The group that carries every state of a user's jobs, to their sockets and watchers."""
-    return f"progress.user.{int(user_id)}"
+    return f"{_USER_GROUP_PREFIX}{int(user_id)}"
+
+
+def owner_of_group(group: str) -> int | None:
+    """The user whose group this is, or None for a name user_group() did not make."""
+    if not group.startswith(_USER_GROUP_PREFIX):
+        return None
+    number = group[len(_USER_GROUP_PREFIX) :]
+    return int(number) if number.isdigit() else None
+
+
+def session_digest(session_key: str | None) -> str:
+    """Names a session in the layer and in memory without carrying its key, a credential."""
+    if not session_key:
+        return ""
+    return hashlib.sha256(session_key.encode()).hexdigest()[:32]
 
 
 def state_key(job_id: uuid.UUID | str) -> str:
@@ -115,6 +154,25 @@ def state_key(job_id: uuid.UUID | str) -> str:
 def sockets_key(user_id: int) -> str:
     """The Redis key that counts a user's open sockets."""
     return f"progress:sockets:{int(user_id)}"
+
+
+def lease_key(job_id: uuid.UUID | str) -> str:
+    """The Redis key a worker renews while it runs the job; its absence means the worker is gone."""
+    return f"progress:lease:{uuid.UUID(str(job_id)).hex}"
+
+
+def launches_key(user_id: int, window: int) -> str:
+    """The Redis key that counts a user's launches in one minute."""
+    return f"progress:launches:{int(user_id)}:{int(window)}"
+
+
+# The Redis key whose value changes whenever Redis loses its data (a restart
+# without persistence, a flush): hubs that see it change re-join and resync.
+EPOCH_KEY = "progress:epoch"
+# The Redis hash of running jobs whose lease was found missing, and since when.
+SUSPECTS_KEY = "progress:suspects"
+# The Redis key that lets one process at a time sweep for lost jobs.
+SWEEP_LOCK_KEY = "progress:sweep-lock"
 
 
 def _number(value: float | None) -> float | int | None:

@@ -29,6 +29,14 @@ class TooManyJobs(ProgressError):
         super().__init__(f"You already have {limit} unfinished jobs; wait for one to end.")
 
 
+class TooManyLaunches(ProgressError):
+    """Raised when a user has launched as many jobs this minute as allowed."""
+
+    def __init__(self, limit: int, retry_after: int) -> None:
+        super().__init__(f"You may launch {limit} jobs a minute; try again in {retry_after}s.")
+        self.retry_after = retry_after
+
+
 class JobNotFound(ProgressError):
     """Raised for a job that does not exist or that the user may not see."""
 

@@ -12,15 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from . import services
+from . import services, sessions
 from .conf import progress_settings
-from .events import LAYER_JOB_MESSAGE
+from .events import (
+    LAYER_JOB_MESSAGE,
+    LAYER_SESSION_ENDED,
+    CloseCode,
+    LayerJobMessage,
+    job_frame,
+    owner_of_group,
+    session_digest,
+)
+from .store import Latest
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +70,34 @@ class _Group:
     # snapshot before the process can receive the group's states.
     joined: asyncio.Future[None]
     listeners: set[Listener] = field(default_factory=set)
+    # Unfinished jobs the group's listeners show, with the highest seq the hub
+    # has seen of each: the reconcile chore re-reads them from Redis.
+    open: dict[str, int] = field(default_factory=dict)
+
+
+# Closes a socket with a close code; the consumer supplies it.
+Closer = Callable[[CloseCode], Awaitable[None]]
+
+
+@dataclass(slots=True, eq=False)
+class _Socket:
+    user_id: int
+    session_key: str
+    close: Closer
+
+    @property
+    def session(self) -> str:
+        return session_digest(self.session_key)
 
 
 class Hub:
-    """This process's channel in the layer, its groups, and its sockets' presence in Redis."""
+    """This process's channel in the layer, its groups, and its sockets' presence in Redis.
+
+    While it has groups, the hub also keeps the process honest with Redis (see
+    _maintain()): it renews memberships, notices when Redis lost its data,
+    re-reads the running jobs it shows, sweeps for jobs whose worker was lost,
+    and re-checks that each socket's session is still signed in.
+    """
 
     def __init__(self, layer: Any, channel: str) -> None:
         self.layer = layer
@@ -71,13 +105,19 @@ class Hub:
         self.loop = asyncio.get_running_loop()
         self._groups: dict[str, _Group] = {}
         self._leaving: dict[str, asyncio.Future[None]] = {}
-        self._sockets: dict[str, int] = {}
+        self._sockets: dict[str, _Socket] = {}
         self._releasing: list[tuple[str, int]] = []
         self._released: asyncio.Future[None] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._starting = asyncio.Lock()
         self._stopped = False
-        self._beater: asyncio.Task[None] | None = None
+        self._maintainer: asyncio.Task[None] | None = None
+        self._epoch: str | None = None
+        self._recovering = asyncio.Lock()
+        # Counters for tests and operators: recoveries after Redis lost data or a
+        # receive failed, and states the reconcile chore found the layer had dropped.
+        self.recoveries = 0
+        self.reconciled = 0
 
     @property
     def groups(self) -> list[str]:
@@ -101,6 +141,15 @@ class Hub:
         except Exception:
             self._forget(group, entry, listener)
             raise
+
+    def expect(self, group: str, jobs: dict[str, int]) -> None:
+        """Runs after a listener read the current states: the group's unfinished jobs, by seq."""
+        entry = self._groups.get(group)
+        if entry is None:
+            return
+        for job_id, seq in jobs.items():
+            if seq > entry.open.get(job_id, -1):
+                entry.open[job_id] = seq
 
     async def leave(self, group: str, listener: Listener) -> None:
         """Runs when a socket or stream stops watching a group, or goes away."""
@@ -142,23 +191,25 @@ class Hub:
             if self._leaving.get(group) is asyncio.current_task():
                 del self._leaving[group]
 
-    # Sockets, counted per user in Redis and kept fresh by the beat.
+    # Sockets, counted per user in Redis and kept fresh by the chores.
 
-    async def hold_socket(self, user_id: int, socket_id: str) -> bool:
+    async def hold_socket(
+        self, user_id: int, socket_id: str, session_key: str | None, close: Closer
+    ) -> bool:
         """Runs on a socket's connect: counts it, or returns False at the user's limit."""
         if not await services.open_socket(user_id, socket_id):
             return False
-        self._sockets[socket_id] = user_id
+        self._sockets[socket_id] = _Socket(user_id, session_key or "", close)
         return True
 
     async def release_socket(self, socket_id: str) -> None:
         """Runs on a counted socket's disconnect; returns once it no longer counts."""
-        user_id = self._sockets.pop(socket_id, None)
-        if user_id is None:
+        held = self._sockets.pop(socket_id, None)
+        if held is None:
             return
         # Sockets closing together (a deploy, a network blip) share one round trip to
         # Redis, instead of each waiting for a connection of the pool.
-        self._releasing.append((socket_id, user_id))
+        self._releasing.append((socket_id, held.user_id))
         if self._released is None:
             self._released = asyncio.ensure_future(self._release())
         await asyncio.shield(self._released)
@@ -171,6 +222,21 @@ class Hub:
         except Exception as exc:  # Their entries age out after 3 x HEARTBEAT instead.
             logger.warning("Could not uncount %d closed sockets: %r", len(batch), exc)
 
+    async def close_all(self, code: CloseCode) -> int:
+        """Runs when the server shuts down: every socket closes with `code`, so clients know
+        to reconnect elsewhere. Returns how many were closed."""
+        sockets = list(self._sockets.values())
+        await self._close(sockets, code)
+        return len(sockets)
+
+    async def _close(self, sockets: list[_Socket], code: CloseCode) -> None:
+        results = await asyncio.gather(
+            *(socket.close(code) for socket in sockets), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, Exception):
+                logger.warning("Could not close a socket with %d: %r", code, result)
+
     # The hub's own tasks run while it has groups.
 
     async def _run(self) -> None:
@@ -180,17 +246,22 @@ class Hub:
                 # idle hub's was: start again on a new one.
                 self.channel = await self.layer.new_channel()
                 self._stopped = False
+            if self._epoch is None:
+                try:
+                    self._epoch = await services.redis_epoch()
+                except Exception as exc:  # The first chore reads it instead.
+                    logger.warning("Could not read the Redis epoch: %r", exc)
             if not _alive(self._reader):
                 self._reader = asyncio.ensure_future(self._read())
-            if not _alive(self._beater):
-                self._beater = asyncio.ensure_future(self._beat())
+            if not _alive(self._maintainer):
+                self._maintainer = asyncio.ensure_future(self._maintain())
 
     def _stop(self) -> None:
         """Runs when the last listener has left: an idle process keeps no task running."""
-        for task in (self._reader, self._beater):
+        for task in (self._reader, self._maintainer):
             if task is not None:
                 task.cancel()
-        self._reader = self._beater = None
+        self._reader = self._maintainer = None
         self._stopped = True
 
     async def _read(self) -> None:
@@ -206,16 +277,20 @@ class Hub:
                 delay = min(MAX_RETRY_DELAY, 0.1 * 2**failures)
                 logger.warning("Hub receive failed (%r); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
-                # If Redis restarted, the groups went with it.
-                await self._rejoin()
+                # Whatever was sent meanwhile is lost, and if Redis restarted, the groups too.
+                await self._recover_quietly()
                 continue
             failures = 0
             self.dispatch(message)
 
-    def dispatch(self, message: dict[str, Any]) -> None:
+    def dispatch(self, message: Mapping[str, Any]) -> None:
         """Runs for each message on the hub's channel: hands the frame to the group's listeners."""
-        if message.get("type") != LAYER_JOB_MESSAGE:
-            logger.warning("Hub ignored a message of type %r", message.get("type"))
+        kind = message.get("type")
+        if kind == LAYER_SESSION_ENDED:
+            self._end_session(message)
+            return
+        if kind != LAYER_JOB_MESSAGE:
+            logger.warning("Hub ignored a message of type %r", kind)
             return
         entry = self._groups.get(message.get("group", ""))
         if entry is None:
@@ -225,6 +300,10 @@ class Hub:
         except KeyError as exc:
             logger.warning("Hub ignored a job message without %s", exc)
             return
+        if message.get("final"):
+            entry.open.pop(job_id, None)
+        elif seq > entry.open.get(job_id, -1):
+            entry.open[job_id] = seq
         # A copy: a listener may leave while the frames go out.
         for listener in tuple(entry.listeners):
             try:
@@ -232,23 +311,144 @@ class Hub:
             except Exception:
                 logger.exception("A listener failed on job %s", job_id)
 
-    async def _beat(self) -> None:
-        """Runs while the hub has groups: renews memberships before channels-redis expires them."""
+    def _end_session(self, message: Mapping[str, Any]) -> None:
+        """Runs when a user logged out somewhere: their sockets of that session close."""
+        user_id = owner_of_group(str(message.get("group", "")))
+        session = message.get("session") or ""
+        ended = [
+            socket
+            for socket in self._sockets.values()
+            if socket.user_id == user_id and (not session or socket.session == session)
+        ]
+        if ended:
+            _background(self._close(ended, CloseCode.SESSION_ENDED))
+
+    # Chores, while the hub has groups.
+
+    async def _maintain(self) -> None:
+        """Runs while the hub has groups: each chore at its own interval, none stopping the rest."""
+        chores: list[tuple[Callable[[], Awaitable[None]], float]] = [
+            (self._reconcile, float(progress_settings.RECONCILE_INTERVAL)),
+            (self._renew, float(progress_settings.HEARTBEAT)),
+            (self._sweep, float(progress_settings.WORKER_LOST_AFTER) / 3),
+            (self._recheck_sessions, float(progress_settings.SESSION_RECHECK)),
+        ]
+        chores = [(chore, interval) for chore, interval in chores if interval > 0]
+        if not chores:
+            return
+        due = [self.loop.time() + interval for _chore, interval in chores]
         while True:
-            await asyncio.sleep(float(progress_settings.HEARTBEAT))
-            await self._rejoin()
-            try:
-                await services.touch_sockets(list(self._sockets.items()))
-            except Exception as exc:  # Redis may be restarting; the next beat tries again.
-                logger.warning("Could not renew %d sockets: %r", len(self._sockets), exc)
+            await asyncio.sleep(max(0.0, min(due) - self.loop.time()))
+            now = self.loop.time()
+            for index, (chore, interval) in enumerate(chores):
+                if due[index] > now:
+                    continue
+                due[index] = now + interval
+                try:
+                    await chore()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # Redis may be restarting; the next round tries again.
+                    logger.warning("Hub chore %s failed: %r", chore.__name__, exc)
+
+    async def _renew(self) -> None:
+        """Renews memberships before channels-redis expires them, and the sockets' counts."""
+        await self._rejoin()
+        await services.touch_sockets(self._socket_pairs())
 
     async def _rejoin(self) -> None:
         for group in list(self._groups):
-            try:
-                await self.layer.group_add(group, self.channel)
-            except Exception as exc:  # Redis may be restarting; the next beat tries again.
-                logger.warning("Could not renew group %s: %r", group, exc)
-                return
+            await self.layer.group_add(group, self.channel)
+
+    def _socket_pairs(self) -> list[tuple[str, int]]:
+        return [(socket_id, held.user_id) for socket_id, held in self._sockets.items()]
+
+    async def _reconcile(self) -> None:
+        """Re-reads the running jobs the sockets show, and passes on states the layer dropped.
+
+        channels-redis drops messages to a full channel and expires old ones without
+        a word; a process whose Redis restarted lost its groups. Either way a socket
+        would wait forever for a final state: this makes the wait RECONCILE_INTERVAL.
+        """
+        epoch = await services.redis_epoch()
+        if self._epoch is not None and epoch != self._epoch:
+            logger.warning("Redis lost its data (a restart or a flush); re-joining and resyncing")
+            await self._recover()
+            return
+        self._epoch = epoch
+        wanted = {job_id for entry in self._groups.values() for job_id in entry.open}
+        if not wanted:
+            return
+        stored = await services.latest_states(sorted(wanted))
+        missed = 0
+        for group, entry in list(self._groups.items()):
+            for job_id, seen in list(entry.open.items()):
+                found = stored.get(job_id)
+                if found is not None and found.seq > seen:
+                    missed += 1
+                    self.dispatch(_job_message(group, job_id, found))
+        if missed:
+            self.reconciled += missed
+            logger.info("Passed on %d job states the channel layer had not delivered", missed)
+
+    async def _recover_quietly(self) -> None:
+        try:
+            await self._recover()
+        except Exception as exc:  # Redis is still away; the next failure or chore retries.
+            logger.warning("Hub could not recover yet: %r", exc)
+
+    async def _recover(self) -> None:
+        """Runs when Redis lost data or a receive failed: re-join every group, count every
+        socket again, and pass on each group's current states, so nothing sent meanwhile is
+        missed."""
+        async with self._recovering:
+            self._epoch = await services.redis_epoch()
+            await self._rejoin()
+            await services.touch_sockets(self._socket_pairs(), recount=True)
+            # After the re-join, so that no state falls between the two.
+            for group in list(self._groups):
+                owner = owner_of_group(group)
+                if owner is None:
+                    continue
+                jobs = await database_sync_to_async(services.owner_snapshot)(owner)
+                for job_id, found in reversed(jobs):
+                    self.dispatch(_job_message(group, job_id, found))
+            self.recoveries += 1
+
+    async def _sweep(self) -> None:
+        """Ends the jobs whose worker was lost; one process of all sweeps each turn."""
+        interval = float(progress_settings.WORKER_LOST_AFTER) / 3
+        if await services.take_sweep_turn(interval * 0.9):
+            await database_sync_to_async(services.sweep_lost_jobs)()
+
+    async def _recheck_sessions(self) -> None:
+        """Closes the sockets whose session was deleted or expired, or whose user was
+        deactivated or changed password, since they connected."""
+        pairs = {(held.session_key, held.user_id) for held in self._sockets.values()}
+        pairs = {pair for pair in pairs if pair[0]}
+        if not pairs:
+            return
+        valid = await database_sync_to_async(sessions.signed_in)(pairs)
+        ended = [
+            held
+            for held in self._sockets.values()
+            if held.session_key and (held.session_key, held.user_id) not in valid
+        ]
+        if ended:
+            logger.info("Closing %d sockets whose session ended", len(ended))
+            await self._close(ended, CloseCode.SESSION_ENDED)
+
+
+def _job_message(group: str, job_id: str, found: Latest) -> LayerJobMessage:
+    """A job message as the publisher would have sent it, from a state read back from Redis."""
+    return {
+        "type": LAYER_JOB_MESSAGE,
+        "group": group,
+        "job_id": job_id,
+        "seq": found.seq,
+        "final": found.final,
+        "frame": job_frame(found.json),
+    }
 
 
 def _alive(task: asyncio.Task[None] | None) -> bool:
@@ -271,6 +471,15 @@ async def get_hub() -> Hub:
     if _hub is None or _hub.loop is not loop:
         _hub = Hub(layer, channel)
     return _hub
+
+
+def current_hub() -> Hub | None:
+    """This process's hub if one runs on the current event loop; the server's shutdown asks."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return _hub if _hub is not None and _hub.loop is loop else None
 
 
 class Outbox:
@@ -341,6 +550,13 @@ class Outbox:
 
 
 _finishing: set[asyncio.Task[None]] = set()
+
+
+def _background(coro: Coroutine[Any, Any, None]) -> None:
+    """Runs `coro` as a task that is kept alive until it ends."""
+    task = asyncio.ensure_future(coro)
+    _finishing.add(task)
+    task.add_done_callback(_finishing.discard)
 
 
 def run_eagerly(coro: Coroutine[Any, Any, None]) -> None:

@@ -41,6 +41,8 @@ class Job(models.Model):
     message = models.CharField(max_length=MAX_MESSAGE_LENGTH, blank=True)
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
+    # What staff may read of a failure (the exception and its message); users see `error`.
+    error_detail = models.TextField(blank=True)
     result_file = models.FileField(upload_to="progress/", blank=True)
     seq = models.PositiveIntegerField(default=0)
     ts = models.FloatField(default=0)

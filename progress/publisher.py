@@ -13,17 +13,21 @@ import concurrent.futures
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from channels.layers import get_channel_layer
+from redis.exceptions import RedisError
 
 from .conf import progress_settings
 from .events import (
     LAYER_JOB_MESSAGE,
+    LAYER_SESSION_ENDED,
     JobState,
     LayerJobMessage,
+    LayerSessionEnded,
     State,
     job_frame,
     user_group,
@@ -38,15 +42,40 @@ T = TypeVar("T")
 SENDS_IN_FLIGHT = 16
 
 
+# Backoff between retries of states Redis could not take: from 0.1 s up to this.
+MAX_RETRY_DELAY = 2.0
+
+
+class PublishDeferred(Exception):
+    """A state Redis could not take at once; the publisher keeps retrying it in the background."""
+
+
 @dataclass(slots=True)
 class _Outgoing:
     state: JobState
     floor: int
     future: concurrent.futures.Future[int | None] = field(default_factory=concurrent.futures.Future)
+    # (seq, json) once Redis has numbered the state; a retry then only sends it.
+    numbered: tuple[int, str] | None = None
+    # The monotonic time after which a state that keeps failing is given up.
+    give_up_at: float = 0.0
+
+    def resolve(self, seq: int | None) -> None:
+        if not self.future.done():
+            self.future.set_result(seq)
+
+    def defer(self, exc: BaseException) -> None:
+        """Runs on a first failure: a waiting caller moves on while the retries go on."""
+        if not self.future.done():
+            self.future.set_exception(PublishDeferred(repr(exc)))
 
 
 class Publisher:
-    """Numbers each new job state in Redis and sends it to the owner's and the job's groups."""
+    """Numbers each new job state in Redis and sends it to the owner's group.
+
+    States Redis cannot take (it is restarting) are kept, newest progress per
+    job and every change of state, and retried in order until it is back.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -56,6 +85,8 @@ class Publisher:
         self._store: StateStore | None = None
         # Bounds the group sends in flight: redis-py's pool raises past its size.
         self._sending = asyncio.Semaphore(SENDS_IN_FLIGHT)
+        # Jobs this process runs, whose leases it renews (see _renew_leases()).
+        self._leases: set[str] = set()
 
     @property
     def store(self) -> StateStore:
@@ -89,6 +120,7 @@ class Publisher:
         asyncio.set_event_loop(loop)
         self._queue = asyncio.Queue()
         loop.create_task(self._drain())
+        loop.create_task(self._renew_leases())
         loop.call_soon(ready.set)
         loop.run_forever()
 
@@ -115,64 +147,122 @@ class Publisher:
         loop.call_soon_threadsafe(loop.call_later, delay, callback)
 
     def publish(self, state: JobState, floor: int = 0) -> concurrent.futures.Future[int | None]:
-        """Queues a state; the future gives its seq, or None if the job had already ended."""
+        """Queues a state; the future gives its seq, None if the job had already ended, or
+        raises PublishDeferred if Redis could not take it yet (it is still retried)."""
         loop = self._ensure_loop()
         item = _Outgoing(state, floor)
         loop.call_soon_threadsafe(self._enqueue, item)
         return item.future
 
+    def end_session(self, user_id: int, digest: str) -> concurrent.futures.Future[None]:
+        """Tells every web process to close the user's sockets of that session ("" for all)."""
+        group = user_group(user_id)
+        message: LayerSessionEnded = {
+            "type": LAYER_SESSION_ENDED,
+            "group": group,
+            "session": digest,
+        }
+        return self.submit(_layer().group_send(group, message))
+
     def _enqueue(self, item: _Outgoing) -> None:
         assert self._queue is not None
         self._queue.put_nowait(item)
 
+    # Leases: while this process runs a job, a key in Redis says so.
+
+    def hold_lease(self, job_id: str) -> None:
+        """Runs when a task of this process starts a job: renewed until release_lease()."""
+        if not progress_settings.WORKER_LOST_AFTER:
+            return
+        self._ensure_loop().call_soon_threadsafe(self._leases.add, job_id)
+        self.submit(self.store.renew_leases([job_id], progress_settings.WORKER_LOST_AFTER))
+
+    def release_lease(self, job_id: str) -> None:
+        """Runs when the job's task call ends here, however it ended."""
+        if not progress_settings.WORKER_LOST_AFTER:
+            return
+        self._ensure_loop().call_soon_threadsafe(self._leases.discard, job_id)
+        self.submit(self.store.drop_lease(job_id))
+
+    async def _renew_leases(self) -> None:
+        """Runs forever on the loop: renews the leases of running jobs three times per lease."""
+        while True:
+            ttl = float(progress_settings.WORKER_LOST_AFTER)
+            await asyncio.sleep(ttl / 3 if ttl else 5.0)
+            if not ttl or not self._leases:
+                continue
+            assert self._store is not None
+            try:
+                await self._store.renew_leases(list(self._leases), ttl)
+            except Exception as exc:  # Redis restarting: the next round puts them back.
+                logger.warning("Could not renew %d job leases: %r", len(self._leases), exc)
+
     # The drain, on the publisher's loop.
 
     async def _drain(self) -> None:
-        """Runs forever: sends what is queued, a batch at a time, skipping superseded progress."""
+        """Runs forever: sends what is queued, a batch at a time, retrying what Redis refused."""
         assert self._queue is not None
+        retrying: list[_Outgoing] = []
+        failures = 0
         while True:
-            batch = [await self._queue.get()]
+            if retrying:
+                await asyncio.sleep(min(MAX_RETRY_DELAY, 0.1 * 2**failures))
+                batch = retrying
+            else:
+                batch = [await self._queue.get()]
             while not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            last = {item.state.id: index for index, item in enumerate(batch)}
-            sending = []
-            for index, item in enumerate(batch):
-                if item.state.state is State.PROGRESS and last[item.state.id] != index:
-                    item.future.set_result(None)
-                else:
-                    sending.append(item)
             try:
-                await self._send_batch(sending)
+                retrying = await self._send_batch(_coalesce(batch))
             except Exception as exc:  # The drain must outlive any one failure.
-                logger.warning("Could not publish %d states: %r", len(sending), exc)
-                for item in sending:
+                logger.exception("Could not publish %d states", len(batch))
+                for item in batch:
                     if not item.future.done():
                         item.future.set_exception(exc)
+                retrying = []
+            failures = failures + 1 if retrying else 0
 
-    async def _send_batch(self, items: list[_Outgoing]) -> None:
+    async def _send_batch(self, items: list[_Outgoing]) -> list[_Outgoing]:
         """Numbers the batch in one round trip, then sends each job's states in order.
 
-        With many jobs running in one worker (a thread pool), a state at a time
-        would cap the process at a few hundred states per second.
+        Returns the states to try again. With many jobs running in one worker
+        (a thread pool), a state at a time would cap the process at a few
+        hundred states per second.
         """
         assert self._store is not None
-        saved = await self._store.save_many([(item.state, item.floor) for item in items])
-        layer = get_channel_layer()
-        if layer is None:
-            raise RuntimeError("No channel layer is configured.")
-        per_job: dict[str, list[tuple[_Outgoing, tuple[int, str] | None]]] = {}
-        for item, numbered in zip(items, saved, strict=True):
-            per_job.setdefault(item.state.id, []).append((item, numbered))
-        await asyncio.gather(*(self._send_job(layer, chain) for chain in per_job.values()))
+        fresh = [item for item in items if item.numbered is None]
+        if fresh:
+            try:
+                saved = await self._store.save_many([(item.state, item.floor) for item in fresh])
+            except _TRANSIENT as exc:
+                return self._keep(items, exc, "number")
+            for item, numbered in zip(fresh, saved, strict=True):
+                item.numbered = numbered if numbered is not None else await self._refused(item)
+        per_job: dict[str, list[_Outgoing]] = {}
+        for item in items:
+            per_job.setdefault(item.state.id, []).append(item)
+        layer = _layer()
+        kept = await asyncio.gather(*(self._send_job(layer, chain) for chain in per_job.values()))
+        return [item for chain in kept for item in chain]
 
-    async def _send_job(
-        self, layer: Any, chain: list[tuple[_Outgoing, tuple[int, str] | None]]
-    ) -> None:
-        for item, numbered in chain:
-            if numbered is None:  # The job had already ended.
-                item.future.set_result(None)
+    async def _refused(self, item: _Outgoing) -> tuple[int, str] | None:
+        """Runs when Redis refuses a state: the job has ended, or Redis saved this very state
+        before the connection dropped on a former try; then the stored final state goes out."""
+        if item.give_up_at and item.state.is_final:
+            assert self._store is not None
+            latest = (await self._store.get_many([item.state.id])).get(item.state.id)
+            if latest is not None and latest.final:
+                return latest.seq, latest.json
+        item.resolve(None)
+        return None
+
+    async def _send_job(self, layer: Any, chain: list[_Outgoing]) -> list[_Outgoing]:
+        """Sends one job's states in order; returns the ones to try again, from the first
+        that failed, so the job's order holds."""
+        for index, item in enumerate(chain):
+            if item.numbered is None:  # The job had already ended.
                 continue
-            seq, job_json = numbered
+            seq, job_json = item.numbered
             # One group per state: sockets watching someone else's job listen on the owner's
             # group through their hub and keep only that job (fanout.OneJob).
             group = user_group(item.state.owner_id)
@@ -180,11 +270,27 @@ class Publisher:
             try:
                 async with self._sending:
                     await layer.group_send(group, message)
-            except Exception as exc:
-                logger.warning("Could not send job %s: %r", item.state.id, exc)
-                item.future.set_exception(exc)
+            except _TRANSIENT as exc:
+                return self._keep(chain[index:], exc, "send")
+            item.resolve(seq)
+        return []
+
+    def _keep(self, items: list[_Outgoing], exc: BaseException, step: str) -> list[_Outgoing]:
+        """The items still worth retrying after a failure; the others fail for good."""
+        now = time.monotonic()
+        kept = []
+        for item in items:
+            if item.future.done() and item.numbered is None and item.give_up_at == 0.0:
+                continue  # Resolved as already ended: nothing to send.
+            if not item.give_up_at:
+                item.give_up_at = now + float(progress_settings.PUBLISH_RETRY_FOR)
+                item.defer(exc)
+            if now < item.give_up_at:
+                kept.append(item)
             else:
-                item.future.set_result(seq)
+                logger.error("Gave up publishing %s of job %s", item.state.state, item.state.id)
+        logger.warning("Could not %s %d states, retrying: %r", step, len(kept), exc)
+        return kept
 
     @staticmethod
     def _message(group: str, state: JobState, seq: int, frame: str) -> LayerJobMessage:
@@ -196,6 +302,29 @@ class Publisher:
             "final": state.is_final,
             "frame": frame,
         }
+
+
+# What Redis or the network raise while Redis restarts or is out of reach.
+_TRANSIENT = (RedisError, OSError, asyncio.TimeoutError)
+
+
+def _coalesce(batch: list[_Outgoing]) -> list[_Outgoing]:
+    """The batch without progress states that a later state of the same job supersedes."""
+    last = {item.state.id: index for index, item in enumerate(batch)}
+    kept = []
+    for index, item in enumerate(batch):
+        if item.state.state is State.PROGRESS and last[item.state.id] != index:
+            item.resolve(None)
+        else:
+            kept.append(item)
+    return kept
+
+
+def _layer() -> Any:
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("No channel layer is configured.")
+    return layer
 
 
 _publisher: Publisher | None = None

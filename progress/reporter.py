@@ -78,7 +78,9 @@ class JobReporter:
         state.message = f"Retrying: {reason}"
         self._commit(state)
 
-    def finish(self, final: State, *, result: Any = None, error: str | None = None) -> None:
+    def finish(
+        self, final: State, *, result: Any = None, error: str | None = None, detail: str = ""
+    ) -> None:
         """Runs in task_success or task_failure: the final state goes out at once."""
         self._closed = True
         state = dataclasses.replace(
@@ -90,10 +92,10 @@ class JobReporter:
             ts=time.time(),
             finished=timezone.now().isoformat(),
         )
-        self._commit(state)
+        self._commit(state, detail)
 
-    def _commit(self, state: JobState) -> None:
-        seq = services.commit_state(state, floor=self.floor)
+    def _commit(self, state: JobState, detail: str = "") -> None:
+        seq = services.commit_state(state, floor=self.floor, detail=detail)
         if seq is not None:
             self.floor = max(self.floor, seq)
 

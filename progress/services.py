@@ -23,11 +23,19 @@ from redis.exceptions import RedisError
 
 from . import registry
 from .conf import progress_settings
-from .events import FINAL_STATES, MAX_MESSAGE_LENGTH, JobState, State, parse_job_id
-from .exceptions import JobNotFound, TooManyJobs
+from .events import (
+    FINAL_STATES,
+    MAX_MESSAGE_LENGTH,
+    WORKER_LOST_ERROR,
+    JobState,
+    State,
+    parse_job_id,
+)
+from .exceptions import JobNotFound, TooManyJobs, TooManyLaunches
 from .models import Job
 from .publisher import get_publisher
 from .registry import LaunchableTask
+from .store import Latest
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +43,11 @@ User = AbstractBaseUser | AnonymousUser
 
 # Seconds a sync caller waits for a state change to be numbered and sent.
 PUBLISH_TIMEOUT = 10.0
+
+# Running jobs one sweep looks at; the next sweep takes the rest.
+SWEEP_BATCH = 1000
+
+MAX_DETAIL_LENGTH = 2000
 
 _STORE_ERRORS = (RedisError, OSError, TimeoutError, RuntimeError)
 
@@ -73,53 +86,77 @@ def get_visible_job(user: User, job_id: object) -> Job:
         raise JobNotFound() from None
 
 
-def latest(jobs: Sequence[Job]) -> list[tuple[Job, int, str]]:
-    """Each job with its newest (seq, json): Redis's if it is newer than the row's."""
+def _stored_states(job_ids: list[str]) -> dict[str, Latest]:
+    """The states Redis holds of these jobs; none when Redis is out of reach."""
+    if not job_ids:
+        return {}
     try:
-        store = get_publisher().store
-        stored = get_publisher().call(store.get_many([str(job.id) for job in jobs]))
+        publisher = get_publisher()
+        return publisher.call(publisher.store.get_many(job_ids))
     except _STORE_ERRORS as exc:
         logger.warning("Job states unavailable from Redis, using the database: %r", exc)
-        stored = {}
+        return {}
+
+
+def latest(jobs: Sequence[Job]) -> list[tuple[Job, Latest]]:
+    """Each job with its newest state: Redis's if it is newer than the row's."""
+    stored = _stored_states([str(job.id) for job in jobs])
     out = []
     for job in jobs:
-        seq_json = stored.get(str(job.id))
-        if seq_json is not None and seq_json[0] >= job.seq:
-            out.append((job, *seq_json))
+        found = stored.get(str(job.id))
+        if found is not None and found.seq >= job.seq:
+            out.append((job, found))
         else:
-            out.append((job, job.seq, job.to_json()))
+            out.append((job, Latest(job.seq, job.to_json(), job.is_final)))
     return out
 
 
-def latest_of(job: Job) -> tuple[int, str]:
+def latest_of(job: Job) -> Latest:
     """The job's newest seq and contract JSON."""
-    _job, seq, payload = latest([job])[0]
-    return seq, payload
+    return latest([job])[0][1]
 
 
 def job_json(job: Job) -> str:
     """The job's newest state as contract JSON."""
-    return latest_of(job)[1]
+    return latest_of(job).json
 
 
 def current_state(job: Job) -> tuple[JobState, int]:
     """The job's newest state and its seq."""
-    seq, payload = latest_of(job)
+    seq, payload, _final = latest_of(job)
     return JobState.from_dict(json.loads(payload), job.owner_id), seq
 
 
 def list_jobs(user: User) -> list[str]:
     """The user's own jobs, newest first, as contract JSON."""
     jobs = list(Job.objects.filter(owner_id=_user_id(user))[: progress_settings.LIST_LIMIT])
-    return [payload for _job, _seq, payload in latest(jobs)]
+    return [found.json for _job, found in latest(jobs)]
 
 
-def snapshot(user: User) -> list[tuple[str, int, str]]:
-    """A socket's first frame: unfinished jobs and recent finished ones, as (id, seq, json)."""
-    own = Job.objects.filter(owner_id=_user_id(user))
-    jobs = list(own.unfinished()) + list(own.finished()[: progress_settings.SNAPSHOT_FINISHED])
-    jobs.sort(key=lambda job: job.created, reverse=True)
-    return [(str(job.id), seq, payload) for job, seq, payload in latest(jobs)]
+def snapshot(user: User) -> list[tuple[str, Latest]]:
+    """A socket's first frame: unfinished jobs and recent finished ones, as (id, state)."""
+    return owner_snapshot(_user_id(user))
+
+
+def owner_snapshot(owner_id: int) -> list[tuple[str, Latest]]:
+    """snapshot() by user id, newest first; a hub also reads it to resync a user's sockets.
+
+    Every socket's handshake reads it, all of a storm of reconnects at once: rows
+    are read whole only for the jobs whose newest state Redis no longer holds.
+    """
+    own = Job.objects.filter(owner_id=owner_id)
+    fields = ("pk", "seq", "created")
+    rows = list(own.unfinished().values_list(*fields))
+    rows += own.finished().values_list(*fields)[: progress_settings.SNAPSHOT_FINISHED]
+    rows.sort(key=lambda row: row[2], reverse=True)
+    ids = [str(pk) for pk, _seq, _created in rows]
+    stored = _stored_states(ids)
+    stale = [job_id for job_id, (_pk, seq, _c) in zip(ids, rows, strict=True)
+             if job_id not in stored or stored[job_id].seq < seq]  # fmt: skip
+    if stale:
+        for job in Job.objects.filter(pk__in=stale):
+            stored[str(job.pk)] = Latest(job.seq, job.to_json(), job.is_final)
+    return [(job_id, stored[job_id]) for job_id in ids]
 
 
 # Launching and cancelling.
@@ -129,6 +166,7 @@ def launch(user: User, task_name: object, params: object) -> Job:
     """Validates and records a job, then queues its task once the row is committed."""
     spec = registry.get(task_name)
     cleaned = spec.validate(params)
+    _count_launch(_user_id(user))
     limit = progress_settings.MAX_RUNNING_JOBS
     with transaction.atomic():
         if limit and Job.objects.filter(owner_id=_user_id(user)).unfinished().count() >= limit:
@@ -138,6 +176,21 @@ def launch(user: User, task_name: object, params: object) -> Job:
         )
         transaction.on_commit(partial(_enqueue, job, spec))
     return job
+
+
+def _count_launch(user_id: int) -> None:
+    """Counts a valid launch against MAX_LAUNCHES_PER_MINUTE; raises TooManyLaunches past it."""
+    limit = int(progress_settings.MAX_LAUNCHES_PER_MINUTE)
+    if not limit:
+        return
+    try:
+        publisher = get_publisher()
+        count = publisher.call(publisher.store.count_launch(user_id))
+    except _STORE_ERRORS as exc:  # A limit must not take launching down with Redis.
+        logger.warning("Launch rate unknown, Redis unavailable: %r", exc)
+        return
+    if count > limit:
+        raise TooManyLaunches(limit, retry_after=60 - int(time.time()) % 60)
 
 
 def _enqueue(job: Job, spec: LaunchableTask) -> None:
@@ -168,12 +221,15 @@ def cancel(user: User, job_id: object) -> Job:
 # Recording states (from workers and from the web alike).
 
 
-def commit_state(state: JobState, floor: int = 0) -> int | None:
-    """Publishes a change of state and writes it to the row; None if the job had already ended."""
+def commit_state(state: JobState, floor: int = 0, detail: str = "") -> int | None:
+    """Publishes a change of state and writes it to the row; None if the job had already ended.
+
+    `detail` is what staff may read of a failure (in the admin), never sent to users.
+    """
     try:
         seq = get_publisher().publish(state, floor).result(PUBLISH_TIMEOUT)
-    except Exception as exc:  # Redis down: the row still records the state.
-        logger.warning("Could not publish %s of job %s: %r", state.state, state.id, exc)
+    except Exception as exc:  # Redis down: the row records the state; the publisher retries.
+        logger.warning("Could not publish %s of job %s yet: %r", state.state, state.id, exc)
         seq = floor + 1
     if seq is None:
         return None
@@ -191,6 +247,7 @@ def commit_state(state: JobState, floor: int = 0) -> int | None:
         fields.update(
             result=state.result,
             error=state.error or "",
+            error_detail=detail[:MAX_DETAIL_LENGTH],
             finished=datetime.fromisoformat(state.finished or _now_iso()),
         )
     Job.objects.filter(pk=state.id).exclude(state__in=FINAL_STATES).update(**fields)
@@ -209,9 +266,9 @@ def write_progress(state: JobState) -> None:
 
 
 def record_final(
-    job: Job, final: State, *, result: Any = None, error: str | None = None
+    job: Job, final: State, *, result: Any = None, error: str | None = None, detail: str = ""
 ) -> int | None:
-    """Ends a job from outside its task (cancel, revoke, queueing failure)."""
+    """Ends a job from outside its task (cancel, revoke, a lost worker, queueing failure)."""
     state, seq = current_state(job)
     state.state = final
     state.result = result
@@ -219,7 +276,53 @@ def record_final(
     state.eta = None
     state.ts = time.time()
     state.finished = _now_iso()
+    return commit_state(state, floor=seq, detail=detail)
+
+
+def record_retry(job: Job, message: str) -> int | None:
+    """Marks a job RETRY from outside its task: Celery re-queued it after its worker was lost."""
+    state, seq = current_state(job)
+    if state.is_final:
+        return None
+    state.state = State.RETRY
+    state.message = message
+    state.eta = None
+    state.ts = time.time()
     return commit_state(state, floor=seq)
+
+
+def sweep_lost_jobs() -> list[str]:
+    """Ends FAILURE the running jobs whose worker stopped renewing their lease.
+
+    Runs every WORKER_LOST_AFTER / 3 seconds in one web process at a time (the
+    hub's chores) or from `manage.py progress_sweep`. A worker child killed
+    mid-task is reported by Celery's main process at once; this catches what
+    nobody reports: a whole worker killed, a machine gone.
+    """
+    timeout = float(progress_settings.WORKER_LOST_AFTER)
+    if not timeout:
+        return []
+    running = Job.objects.filter(state__in=[State.STARTED, State.PROGRESS])
+    ids = [str(job_id) for job_id in running.values_list("id", flat=True)[:SWEEP_BATCH]]
+    if not ids:
+        return []
+    publisher = get_publisher()
+    # Two looks half a lease apart: after a Redis restart, workers need one
+    # renewal round (a third of a lease) to put every lease back.
+    lost = publisher.call(publisher.store.lost_jobs(ids, timeout / 2))
+    ended = []
+    for job in Job.objects.filter(pk__in=lost):
+        if job.is_final:
+            continue
+        logger.warning("Job %s lost its worker: no lease renewal for %.0fs", job.pk, timeout)
+        if record_final(job, State.FAILURE, error=WORKER_LOST_ERROR, detail="No lease renewal."):
+            ended.append(str(job.pk))
+        try:
+            # Should the broker deliver its task again (acks_late), workers drop it.
+            current_app.control.revoke(str(job.pk))
+        except Exception as exc:  # The job has ended either way; a rerun would report nothing.
+            logger.warning("Could not revoke lost job %s: %r", job.pk, exc)
+    return ended
 
 
 def attach_file(job_id: str, filename: str, content: bytes | str) -> str:
@@ -249,11 +352,30 @@ async def close_sockets(sockets: list[tuple[str, int]]) -> None:
     await publisher.acall(publisher.store.remove_sockets(sockets))
 
 
-async def touch_sockets(sockets: list[tuple[str, int]]) -> None:
-    """Marks (socket id, user id) pairs alive, so they are not counted as stale."""
+async def touch_sockets(sockets: list[tuple[str, int]], recount: bool = False) -> None:
+    """Marks (socket id, user id) pairs alive, so they are not counted as stale; `recount`
+    counts them again after Redis lost its data."""
     if sockets:
         publisher = get_publisher()
-        await publisher.acall(publisher.store.touch_sockets(sockets, _stale_after()))
+        await publisher.acall(publisher.store.touch_sockets(sockets, _stale_after(), recount))
+
+
+async def redis_epoch() -> str:
+    """A value that changes when Redis loses its data; see StateStore.epoch()."""
+    publisher = get_publisher()
+    return await publisher.acall(publisher.store.epoch())
+
+
+async def latest_states(job_ids: list[str]) -> dict[str, Latest]:
+    """The newest states Redis holds of these jobs."""
+    publisher = get_publisher()
+    return await publisher.acall(publisher.store.get_many(job_ids))
+
+
+async def take_sweep_turn(seconds: float) -> bool:
+    """True when this process should sweep for lost jobs now; see sweep_lost_jobs()."""
+    publisher = get_publisher()
+    return await publisher.acall(publisher.store.take_sweep_turn(seconds))
 
 
 def _stale_after() -> float:

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Any
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
 
 import redis.asyncio as redis
 from redis.exceptions import NoScriptError
 
-from .events import JobState, sockets_key, state_key
+from .events import (
+    EPOCH_KEY,
+    SUSPECTS_KEY,
+    SWEEP_LOCK_KEY,
+    JobState,
+    launches_key,
+    lease_key,
+    sockets_key,
+    state_key,
+)
 
 # Numbers a job's state and stores it in one step, so that seq grows strictly
 # whichever process writes, a PENDING never follows a later state, and nothing
@@ -44,6 +54,47 @@ return 1
 """
 
 
+# For each running job: a lease clears its suspicion; a missing one makes it a
+# suspect, and a suspect whose lease is still missing `ARGV[2]` seconds later
+# is returned as lost. Two looks apart, not one, because a Redis restart drops
+# every lease at once and workers need a renewal interval to put them back.
+_CHECK_LEASES = """
+local lost = {}
+local now = tonumber(ARGV[1])
+for i, job in ipairs(ARGV) do
+  if i > 2 then
+    if redis.call('EXISTS', KEYS[i - 2]) == 1 then
+      redis.call('HDEL', KEYS[#KEYS], job)
+    else
+      local since = redis.call('HGET', KEYS[#KEYS], job)
+      if not since then
+        redis.call('HSET', KEYS[#KEYS], job, ARGV[1])
+      elseif now - tonumber(since) >= tonumber(ARGV[2]) then
+        redis.call('HDEL', KEYS[#KEYS], job)
+        table.insert(lost, job)
+      end
+    end
+  end
+end
+return lost
+"""
+
+# Counts one launch in the user's current minute; returns the count so far.
+_COUNT_LAUNCH = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], 120) end
+return count
+"""
+
+
+class Latest(NamedTuple):
+    """A job's newest stored state: its seq, its contract JSON, and whether it is final."""
+
+    seq: int
+    json: str
+    final: bool
+
+
 def _numbered(row: Any) -> tuple[int, str] | None:
     return (int(row[0]), str(row[1])) if row else None
 
@@ -61,6 +112,8 @@ class StateStore:
         self.ttl = int(ttl)
         self._save = self.redis.register_script(_SAVE_STATE)
         self._add_socket = self.redis.register_script(_ADD_SOCKET)
+        self._check_leases = self.redis.register_script(_CHECK_LEASES)
+        self._count_launch = self.redis.register_script(_COUNT_LAUNCH)
 
     async def save(self, state: JobState, floor: int = 0) -> tuple[int, str] | None:
         """Stores a new state; returns (seq, json), or None when the job has already ended."""
@@ -93,19 +146,58 @@ class StateStore:
                 pipe.evalsha(self._save.sha, len(keys), *keys, *args)
             return list(await pipe.execute())
 
-    async def get_many(self, job_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
-        """The latest stored (seq, json) of each job that Redis still has."""
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, Latest]:
+        """The latest stored state of each job that Redis still has."""
         if not job_ids:
             return {}
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hmget(state_key(job_id), "seq", "json")
+                pipe.hmget(state_key(job_id), "seq", "json", "final")
             rows = await pipe.execute()
         return {
-            job_id: (int(seq), payload)
-            for job_id, (seq, payload) in zip(job_ids, rows, strict=True)
+            job_id: Latest(int(seq), payload, final is not None)
+            for job_id, (seq, payload, final) in zip(job_ids, rows, strict=True)
             if seq is not None and payload is not None
         }
+
+    async def epoch(self) -> str:
+        """A value that stays the same for as long as Redis keeps its data."""
+        fresh = uuid.uuid4().hex
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(EPOCH_KEY, fresh, nx=True)
+            pipe.get(EPOCH_KEY)
+            _created, current = await pipe.execute()
+        return str(current or fresh)
+
+    # Leases of running jobs, renewed by the worker that runs them.
+
+    async def renew_leases(self, job_ids: Iterable[str], ttl: float) -> None:
+        """Marks the jobs as running in a live worker for `ttl` more seconds."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.set(lease_key(job_id), "1", px=max(1, int(ttl * 1000)))
+            await pipe.execute()
+
+    async def drop_lease(self, job_id: str) -> None:
+        await self.redis.delete(lease_key(job_id))
+
+    async def lost_jobs(self, job_ids: Sequence[str], gap: float) -> list[str]:
+        """The jobs whose lease has been missing at two looks at least `gap` seconds apart."""
+        if not job_ids:
+            return []
+        keys = [lease_key(job_id) for job_id in job_ids] + [SUSPECTS_KEY]
+        lost = await self._check_leases(keys=keys, args=[time.time(), gap, *job_ids])
+        return [str(job_id) for job_id in lost]
+
+    async def take_sweep_turn(self, seconds: float) -> bool:
+        """True for the one process, of all that sweep, whose turn the next `seconds` are."""
+        taken = await self.redis.set(SWEEP_LOCK_KEY, "1", nx=True, px=max(1, int(seconds * 1000)))
+        return bool(taken)
+
+    async def count_launch(self, user_id: int) -> int:
+        """Counts a launch of the user's; returns their launches in this minute so far."""
+        window = int(time.time() // 60)
+        return int(await self._count_launch(keys=[launches_key(user_id, window)]))
 
     async def add_socket(
         self, user_id: int, socket_id: str, limit: int, stale_after: float
@@ -118,12 +210,15 @@ class StateStore:
         )
         return bool(added)
 
-    async def touch_sockets(self, sockets: Sequence[tuple[str, int]], stale_after: float) -> None:
-        """Renews the heartbeat of (socket id, user id) pairs still counted."""
+    async def touch_sockets(
+        self, sockets: Sequence[tuple[str, int]], stale_after: float, recount: bool = False
+    ) -> None:
+        """Renews the heartbeat of (socket id, user id) pairs still counted; with `recount`,
+        counts them again even if Redis forgot them."""
         now = time.time()
         async with self.redis.pipeline(transaction=False) as pipe:
             for socket_id, user_id in sockets:
-                pipe.zadd(sockets_key(user_id), {socket_id: now}, xx=True)
+                pipe.zadd(sockets_key(user_id), {socket_id: now}, xx=not recount)
                 pipe.expire(sockets_key(user_id), int(stale_after) + 1)
             await pipe.execute()
 

@@ -39,10 +39,11 @@ async def job_events(job: Job) -> AsyncIterator[str]:
     # Join before reading the current state, so no state falls between the two.
     await hub.join(group, listener)
     try:
-        sent, payload = await database_sync_to_async(services.latest_of)(job)
+        sent, payload, final = await database_sync_to_async(services.latest_of)(job)
         yield _event(sent, job_frame(payload))
-        if json.loads(payload)["state"] in FINAL_STATES:
+        if final:
             return
+        hub.expect(group, {str(job.pk): sent})
         while True:
             try:
                 seq, frame = await asyncio.wait_for(

@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
 
 from . import registry, services
@@ -73,10 +74,35 @@ def download(request: HttpRequest, job_id: str) -> FileResponse:
     )
 
 
+def _is_api(request: HttpRequest) -> bool:
+    return request.path_info.startswith("/api/")
+
+
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """Answers JSON to API clients and Django's page to browsers."""
-    if request.path.startswith("/api/"):
+    if _is_api(request):
         return JsonResponse(
             {"error": "CSRF check failed: send the X-CSRFToken header."}, status=403
         )
     return django_csrf_failure(request, reason)
+
+
+def page_not_found(
+    request: HttpRequest,
+    exception: Exception,
+    template_name: str = defaults.ERROR_404_TEMPLATE_NAME,
+) -> HttpResponse:
+    """handler404: under /api/ the same JSON as a job the user may not see, so ids cannot be
+    probed by a path the URLconf refuses (an empty id, one with a slash)."""
+    if _is_api(request):
+        return JsonResponse({"error": str(JobNotFound())}, status=404)
+    return defaults.page_not_found(request, exception, template_name)
+
+
+def server_error(
+    request: HttpRequest, template_name: str = defaults.ERROR_500_TEMPLATE_NAME
+) -> HttpResponse:
+    """handler500: JSON to API clients, Django's plain page to browsers; never a traceback."""
+    if _is_api(request):
+        return JsonResponse({"error": "Internal server error; try again later."}, status=500)
+    return defaults.server_error(request, template_name)

@@ -13,6 +13,7 @@ import logging
 from contextvars import Token
 from typing import Any
 
+from billiard.exceptions import WorkerLostError
 from celery import Task
 from celery.signals import (
     task_failure,
@@ -26,7 +27,7 @@ from celery.signals import (
 from django.core.serializers.json import DjangoJSONEncoder
 
 from . import services
-from .events import State, parse_job_id
+from .events import WORKER_LOST_ERROR, State, parse_job_id
 from .exceptions import JobError
 from .models import Job
 from .publisher import get_publisher
@@ -39,13 +40,24 @@ MAX_ERROR_LENGTH = 500
 _running: dict[str, tuple[JobReporter, Token[JobReporter | None]]] = {}
 
 
+# What a user reads of an exception the task did not mean for them: its text
+# may carry internals (paths, queries, hosts), so only staff see it, in the admin.
+INTERNAL_ERROR = "The job failed because of an internal error."
+
+
 def error_message(exc: BaseException) -> str:
-    """What a user reads of a failure: the message, never a traceback."""
-    if isinstance(exc, JobError):
-        text = str(exc)
-    else:
-        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return text.strip().splitlines()[0][:MAX_ERROR_LENGTH] if text.strip() else "The job failed."
+    """What a user reads of a failure: a JobError's message, never a traceback or class."""
+    if isinstance(exc, WorkerLostError):
+        return WORKER_LOST_ERROR
+    if not isinstance(exc, JobError):
+        return INTERNAL_ERROR
+    text = str(exc).strip()
+    return text.splitlines()[0][:MAX_ERROR_LENGTH] if text else "The job failed."
+
+
+def error_detail(exc: BaseException) -> str:
+    """What staff read of a failure: the exception's class and message, never shown to users."""
+    return f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
 
 
 @worker_process_init.connect
@@ -62,6 +74,8 @@ def _on_prerun(task_id: str, task: Task, **kwargs: Any) -> None:
         return
     reporter = JobReporter(job)
     _running[task_id] = (reporter, activate(reporter))
+    # Before STARTED shows: a job seen running always has a lease to check.
+    get_publisher().hold_lease(task_id)
     reporter.start()
 
 
@@ -84,21 +98,28 @@ def _on_success(sender: Task, result: Any, **kwargs: Any) -> None:
 
 @task_failure.connect
 def _on_failure(task_id: str, exception: BaseException, **kwargs: Any) -> None:
-    """Runs after a task body raises."""
+    """Runs after a task body raises, or in the main process when a child died mid-task."""
+    if not isinstance(exception, JobError):
+        logger.error("Job %s failed", task_id, exc_info=exception)
+    error, detail = error_message(exception), error_detail(exception)
     running = _running.get(task_id)
     if running is not None:
-        running[0].finish(State.FAILURE, error=error_message(exception))
+        running[0].finish(State.FAILURE, error=error, detail=detail)
         return
-    # No reporter here: the main process reports a child that died mid-task.
-    _end_unfinished(task_id, State.FAILURE, error=error_message(exception))
+    _end_unfinished(task_id, State.FAILURE, error=error, detail=detail)
 
 
 @task_retry.connect
 def _on_retry(request: Any, reason: object, **kwargs: Any) -> None:
-    """Runs when a task asks Celery to retry it."""
+    """Runs when a task asks Celery to retry it, or in the main process when Celery re-queues
+    a task marked retry_on_worker_lost after its child died."""
     running = _running.get(request.id)
     if running is not None:
         running[0].retry(reason)
+        return
+    job = _job_of(getattr(request, "id", None))
+    if job is not None and not job.is_final:
+        services.record_retry(job, "Worker lost; running the job again.")
 
 
 @task_postrun.connect
@@ -107,6 +128,7 @@ def _on_postrun(task_id: str, **kwargs: Any) -> None:
     running = _running.pop(task_id, None)
     if running is not None:
         deactivate(running[1])
+        get_publisher().release_lease(task_id)
 
 
 @task_revoked.connect
@@ -121,8 +143,10 @@ def _job_of(task_id: object) -> Job | None:
     return Job.objects.filter(pk=job_uuid).first() if job_uuid else None
 
 
-def _end_unfinished(task_id: object, final: State, error: str | None = None) -> None:
+def _end_unfinished(
+    task_id: object, final: State, error: str | None = None, detail: str = ""
+) -> None:
     """Ends the task's job from outside its reporter, unless it has already ended."""
     job = _job_of(task_id)
     if job is not None and not job.is_final:
-        services.record_final(job, final, error=error)
+        services.record_final(job, final, error=error, detail=detail)

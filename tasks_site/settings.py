@@ -15,12 +15,20 @@ if (BASE_DIR / ".env").is_file():
     environ.Env.read_env(BASE_DIR / ".env")
 
 DEBUG = env.bool("DEBUG", default=False)
-# A development key only when DEBUG is on; production must set SECRET_KEY.
-SECRET_KEY = (
-    env("SECRET_KEY", default="django-insecure-dev-only-key-do-not-use-in-production")
-    if DEBUG
-    else env("SECRET_KEY")
-)
+# A development key only when DEBUG is on. It is public (it is in this file), so
+# outside DEBUG it would let anyone forge sessions, CSRF tokens and reset links.
+dev_only_secret_key = "django-insecure-dev-only-key-do-not-use-in-production"
+SECRET_KEY = env("SECRET_KEY", default=dev_only_secret_key if DEBUG else "")
+if not DEBUG and not SECRET_KEY:
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set: with DEBUG off, set the SECRET_KEY environment variable to a"
+        " long random value, e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))'."
+    )
+if not DEBUG and SECRET_KEY == dev_only_secret_key:
+    raise ImproperlyConfigured(
+        "SECRET_KEY is the public development key: with DEBUG off, set the SECRET_KEY"
+        " environment variable to a long random value of your own."
+    )
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 CSRF_FAILURE_VIEW = "progress.views.csrf_failure"
@@ -68,10 +76,11 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # The web server and the workers write at once: WAL and immediate
-    # transactions turn "database is locked" into a short wait.
+    # The web server and the workers write at once: WAL (set once, after migrate,
+    # by tasks_site/apps.py: the file keeps it) and immediate transactions turn
+    # "database is locked" into a short wait.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE", "timeout": 20}
+        {"transaction_mode": "IMMEDIATE", "timeout": 20}
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -100,11 +109,26 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
+# Production behind TLS turns these on (compose/docker-compose.yml); off by default
+# because development and the tests serve plain http, where secure cookies, HTTPS
+# redirects and HSTS would lock the browser out.
 SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# CSRF_COOKIE_HTTPONLY stays False: progress/static/progress/api.js reads csrftoken.
 if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     USE_X_FORWARDED_HOST = True
+# Behind a TLS proxy this needs TRUST_X_FORWARDED_PROTO, or every request looks like
+# http and redirects forever. No URL is exempt: the project has no health-check view,
+# and the compose healthcheck sends X-Forwarded-Proto itself.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+if SECURE_HSTS_SECONDS > 0:
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    # Browsers' preload lists take only a registrable domain that serves this header
+    # itself, so on a subdomain (progress.example.com) the directive is inert; on an
+    # apex domain whose other subdomains are not all HTTPS, set SECURE_HSTS_PRELOAD=0.
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
 
 
 def next_redis_db(url: str) -> str:
@@ -165,6 +189,7 @@ PROGRESS = {
     "REDIS_URL": REDIS_URL,
     "MAX_RUNNING_JOBS": env.int("PROGRESS_MAX_RUNNING_JOBS", default=0),
     "MAX_SOCKETS": env.int("PROGRESS_MAX_SOCKETS", default=0),
+    "MAX_LAUNCHES_PER_MINUTE": env.int("PROGRESS_MAX_LAUNCHES_PER_MINUTE", default=0),
     "THROTTLE": env.float("PROGRESS_THROTTLE", default=0.1),
 }
 

@@ -8,3 +8,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("progress.urls")),
 ]
+
+# JSON under /api/, Django's pages elsewhere.
+handler404 = "progress.views.page_not_found"
+handler500 = "progress.views.server_error"

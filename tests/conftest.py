@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 from websockets.sync.client import ClientConnection, connect
 
 from tests.support import PYTHON, Service, free_port, login, manage, test_env, wait_for
@@ -20,13 +22,37 @@ USERS = {"alice": False, "bob": False, "staff": True}
 PASSWORD = "a-long-test-password"
 
 
-@dataclass
 class Stack:
-    """A running service: its URL, its processes and the environment they share."""
+    """The service on real processes: a Celery worker and a web server, one Redis, one database.
 
-    base_url: str
-    env: dict[str, str]
-    services: list[Service] = field(default_factory=list)
+    Its processes can be stopped, killed and started again (the fault tests do), and
+    the web server keeps its port across restarts, so that clients reconnect to it.
+    Every process runs tests.stack.settings: the project's settings plus test tasks,
+    tuned through TEST_PROGRESS and TEST_LAYER (see that module).
+    """
+
+    def __init__(self, workdir: Path, redis_url: str, **env: str) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.env = test_env(
+            DJANGO_SETTINGS_MODULE="tests.stack.settings",
+            DEBUG="0",
+            SECRET_KEY="stack-secret-key-for-tests",
+            ALLOWED_HOSTS="127.0.0.1,localhost",
+            REDIS_URL=redis_url,
+            DATABASE_URL=os.environ.get("STACK_DATABASE_URL", f"sqlite:///{workdir}/db.sqlite3"),
+            MEDIA_ROOT=str(workdir / "media"),
+            STATIC_ROOT=str(workdir / "static"),
+        )
+        self.env.update(env)
+        self.worker: Service | None = None
+        self.web: Service | None = None
+        self._logs = 0
+
+    @property
+    def services(self) -> list[Service]:
+        return [service for service in (self.worker, self.web) if service is not None]
 
     @property
     def origin(self) -> str:
@@ -35,6 +61,58 @@ class Stack:
     @property
     def ws_url(self) -> str:
         return self.base_url.replace("http://", "ws://") + "/ws/progress/"
+
+    def prepare(self) -> None:
+        """Migrates, collects static files and creates the test users."""
+        manage(self.env, "migrate", "--noinput", "-v0")
+        manage(self.env, "collectstatic", "--noinput", "-v0")
+        self.create_users(USERS)
+
+    def create_users(self, users: dict[str, bool]) -> None:
+        create = "; ".join(
+            f"U.objects.create_user({name!r}, password={PASSWORD!r}, is_staff={staff})"
+            for name, staff in users.items()
+        )
+        script = f"from django.contrib.auth.models import User as U; {create}"
+        manage(self.env, "shell", "-c", script)
+
+    def _log(self, name: str) -> Path:
+        self._logs += 1
+        return self.workdir / f"{self._logs:02d}-{name}.log"
+
+    def start_worker(self, pool: str = "prefork", concurrency: int = 2, **env: str) -> Service:
+        """Starts a Celery worker and waits until it is ready."""
+        self.worker = Service(
+            "worker",
+            [PYTHON, "-m", "celery", "-A", "tasks_site", "worker", "-P", pool,
+             "-c", str(concurrency), "-l", "info", "--without-mingle", "--without-gossip",
+             "--without-heartbeat"],
+            {**self.env, **env}, self._log("worker"),
+        )  # fmt: skip
+        worker = self.worker
+        wait_for(lambda: "ready." in worker.output() or worker.assert_alive(), timeout=60)
+        return worker
+
+    def start_web(self, **env: str) -> Service:
+        """Starts the ASGI server on the stack's port and waits until it answers."""
+        self.web = Service(
+            "web",
+            [PYTHON, "-m", "progress.server", "tasks_site.asgi:application", "--host",
+             "127.0.0.1", "--port", str(self.port), "--lifespan", "off",
+             "--ws-per-message-deflate", "false", "--ws-max-size", "65536"],
+            {**self.env, **env}, self._log("web"),
+        )  # fmt: skip
+        web = self.web
+        wait_for(lambda: web.assert_alive() or self._answers(), timeout=30)
+        return web
+
+    def _answers(self) -> bool:
+        return httpx.get(f"{self.base_url}/accounts/login/").status_code == 200
+
+    def logs(self) -> str:
+        """Everything every process of the stack has written so far."""
+        logs = sorted(self.workdir.glob("*.log"))
+        return "".join(log.read_text(errors="replace") for log in logs)
 
     def login(self, username: str) -> httpx.Client:
         return login(self.base_url, username, PASSWORD)
@@ -53,6 +131,10 @@ class Stack:
         for service in self.services:
             service.assert_alive()
 
+    def stop(self) -> None:
+        for service in self.services:
+            service.stop()
+
 
 class JobSocket:
     """A real WebSocket client of /ws/progress/ that reads JSON frames."""
@@ -66,6 +148,18 @@ class JobSocket:
 
     def send(self, frame: dict[str, Any]) -> None:
         self.conn.send(json.dumps(frame))
+
+    def until_state(self, job_id: str, state: str, timeout: float = 30) -> dict[str, Any]:
+        """The first state of the job in `state` this socket receives."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = self.recv(max(0.1, deadline - time.monotonic()))
+            if frame["type"] == "job" and frame["job"]["id"] == job_id:
+                if frame["job"]["state"] == state:
+                    job: dict[str, Any] = frame["job"]
+                    return job
+                if frame["job"]["state"] in FINAL:
+                    raise AssertionError(f"ended {frame['job']['state']} before {state}")
 
     def until_final(self, job_id: str, timeout: float = 30) -> list[dict[str, Any]]:
         """Every state of the job this socket receives, up to its final one."""
@@ -96,49 +190,45 @@ def launch(client: httpx.Client, task: str = "demo.count", **params: Any) -> dic
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The whole service on real processes: migrate, a Celery worker, and uvicorn."""
-    workdir = tmp_path_factory.mktemp("stack")
+    """The whole service on real processes, shared by the tests that leave it as they found it."""
     redis_url = os.environ["REDIS_URL"].rsplit("/", 1)[0]
-    port = free_port()
-    env = test_env(
-        DEBUG="0",
-        SECRET_KEY="stack-secret-key-for-tests",
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        # Databases 2 and 3: apart from the in-process tests' 0 and 1.
-        REDIS_URL=f"{redis_url}/2",
-        DATABASE_URL=os.environ.get("STACK_DATABASE_URL", f"sqlite:///{workdir / 'db.sqlite3'}"),
-        MEDIA_ROOT=str(workdir / "media"),
-        STATIC_ROOT=str(workdir / "static"),
-    )
-    manage(env, "migrate", "--noinput", "-v0")
-    manage(env, "collectstatic", "--noinput", "-v0")
-    create = "; ".join(
-        f"U.objects.create_user({name!r}, password={PASSWORD!r}, is_staff={staff})"
-        for name, staff in USERS.items()
-    )
-    manage(env, "shell", "-c", f"from django.contrib.auth.models import User as U; {create}")
-    logs = Path(workdir)
-    worker = Service(
-        "worker",
-        [PYTHON, "-m", "celery", "-A", "tasks_site", "worker", "-P", "prefork", "-c", "2",
-         "-l", "info", "--without-mingle", "--without-gossip", "--without-heartbeat"],
-        env, logs / "worker.log",
-    )  # fmt: skip
-    web = Service(
-        "web",
-        [PYTHON, "-m", "uvicorn", "tasks_site.asgi:application", "--host", "127.0.0.1",
-         "--port", str(port), "--lifespan", "off", "--ws-per-message-deflate", "false",
-         "--ws-max-size", "65536"],
-        env, logs / "web.log",
-    )  # fmt: skip
-    running = Stack(base_url=f"http://127.0.0.1:{port}", env=env, services=[worker, web])
+    # Databases 2 and 3: apart from the in-process tests' 0 and 1.
+    running = Stack(tmp_path_factory.mktemp("stack"), f"{redis_url}/2")
     try:
-        wait_for(lambda: "ready." in worker.output() or worker.assert_alive(), timeout=60)
-        wait_for(lambda: httpx.get(f"{running.base_url}/accounts/login/").status_code == 200, 30)
+        running.prepare()
+        running.start_worker()
+        running.start_web()
         yield running
     finally:
-        for service in running.services:
-            service.stop()
+        running.stop()
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# The machine has no internet: without these, Chromium keeps trying to reach Google.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's headless Chromium, driven by Playwright (never `playwright install`)."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Debian's chromium is not installed; `make test` installs it.")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def log_in(page: Page, stack: Stack, username: str) -> None:
+    """Logs in through the login page and waits until the dashboard's socket is live."""
+    page.goto(f"{stack.base_url}/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("[data-connection]")).to_have_text("live", timeout=10_000)
 
 
 def _logged_in(username: str) -> Callable[[Stack], Iterator[httpx.Client]]:

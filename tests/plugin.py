@@ -35,6 +35,16 @@ def pytest_load_initial_conftests(early_config: Any, parser: Any, args: Any) -> 
     yield
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Prints the figures the fault tests measured, for docs/reliability.md."""
+    from tests.support import FIGURES
+
+    if FIGURES:
+        terminalreporter.section("figures (docs/reliability.md)")
+        for name, value in FIGURES:
+            terminalreporter.write_line(f"{name}: {value}")
+
+
 def pytest_unconfigure(config: Any) -> None:
     if _redis is not None:
         _redis.stop()

@@ -57,14 +57,16 @@ def redis_server_binary() -> str:
 class RedisServer:
     """A private, disposable redis-server on a free port."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, password: str = "") -> None:
         self.port = free_port()
         self.workdir = workdir
+        self.password = password
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -75,6 +77,7 @@ class RedisServer:
                 "--save", "", "--appendonly", "no",
                 "--dir", str(self.workdir),
                 "--maxmemory-policy", "noeviction",
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -83,8 +86,19 @@ class RedisServer:
 
     def _ping(self) -> bool:
         with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+            if self.password:
+                sock.sendall(f"AUTH {self.password}\r\n".encode())
+                if not sock.recv(64).startswith(b"+OK"):
+                    return False
             sock.sendall(b"PING\r\n")
             return sock.recv(64).startswith(b"+PONG")
+
+    def kill(self) -> None:
+        """Kills the server at once, as a crash would: everything it held is gone."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
 
     def stop(self) -> None:
         if self.process is not None:
@@ -112,6 +126,19 @@ class Service:
         if self.process.poll() is not None:
             raise RuntimeError(f"{self.name} exited early:\n{self.output()[-3000:]}")
 
+    def signal(self, sig: int, group: bool = False) -> None:
+        """Sends `sig` to the process, or with `group` to it and every child it started."""
+        if self.process.poll() is None:
+            if group:
+                os.killpg(self.process.pid, sig)
+            else:
+                self.process.send_signal(sig)
+
+    def wait_exit(self, timeout: float = 15) -> int:
+        code = self.process.wait(timeout)
+        self._file.close()
+        return code
+
     def stop(self, timeout: float = 15) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -121,6 +148,15 @@ class Service:
                 self.process.kill()
                 self.process.wait()
         self._file.close()
+
+
+# Figures the fault tests measure, printed at the end of the run (tests/plugin.py)
+# and quoted in docs/reliability.md.
+FIGURES: list[tuple[str, str]] = []
+
+
+def record_figure(name: str, value: str) -> None:
+    FIGURES.append((name, value))
 
 
 def login(base_url: str, username: str, password: str) -> httpx.Client:

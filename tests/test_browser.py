@@ -4,44 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, WebSocketRoute, expect, sync_playwright
+from playwright.sync_api import Browser, Page, WebSocketRoute, expect
 
-from tests.conftest import PASSWORD, Stack
+from tests.conftest import Stack, log_in
 from tests.support import ROOT
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# The machine has no internet: without these, Chromium keeps trying to reach Google.
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 SCREENSHOTS = os.environ.get("PROGRESS_SCREENSHOTS")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("Debian's chromium is not installed; `make test` installs it.")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-def log_in(page: Page, stack: Stack, username: str) -> None:
-    page.goto(f"{stack.base_url}/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.locator("[data-connection]")).to_have_text("live", timeout=10_000)
 
 
 def shoot(page: Page, name: str) -> None:
@@ -135,4 +109,76 @@ def test_job_data_is_text_never_markup(stack: Stack, browser: Browser) -> None:
     expect(row.locator('[data-field="message"]')).to_have_text(hostile)
     assert row.locator("img, script").count() == 0
     assert page.evaluate("() => document.body.dataset.pwned") is None
+    context.close()
+
+
+# No double quotes, so the result's JSON shows it unescaped.
+HOSTILE = "<img src=x onerror=document.body.dataset.pwned=1><script>alert(document.cookie)</script>"
+
+
+def test_a_real_jobs_message_and_result_render_as_text_on_both_pages(
+    stack: Stack, browser: Browser
+) -> None:
+    """tests.echo reports the text it is given as its message and returns it as its result:
+    the worker, Redis, the socket and both pages carry it, and it stays text."""
+    context = browser.new_context()
+    page = context.new_page()
+    log_in(page, stack, "alice")
+    form = page.locator('form[data-task="tests.echo"]')
+    form.locator('[name="text"]').fill(HOSTILE)
+    form.get_by_role("button", name="Launch").click()
+    row = page.locator("article[data-job-id]").first
+    expect(row.locator('[data-field="state"]')).to_have_text("SUCCESS", timeout=15_000)
+    expect(row.locator('[data-field="message"]')).to_have_text(HOSTILE)
+    expect(row.locator('[data-field="result"]')).to_contain_text(HOSTILE)
+    job_id = row.get_attribute("data-job-id")
+    # The job page renders the state on the server first (json_script), then live.
+    page.goto(f"{stack.base_url}/jobs/{job_id}/")
+    job_row = page.locator(f'article[data-job-id="{job_id}"]')
+    expect(job_row.locator('[data-field="message"]')).to_have_text(HOSTILE)
+    expect(page.locator("dl.params dd").last).to_have_text(HOSTILE)
+    assert page.locator("main img, main script:not([type])").count() == 0
+    assert page.evaluate("() => document.body.dataset.pwned") is None
+    context.close()
+
+
+def test_a_state_older_than_the_one_shown_is_ignored(stack: Stack, browser: Browser) -> None:
+    """A late or duplicated frame (lower or equal seq) never moves a bar back."""
+    context = browser.new_context()
+    page = context.new_page()
+    routes: list[WebSocketRoute] = []
+
+    def proxy(route: WebSocketRoute) -> None:
+        route.connect_to_server()
+        routes.append(route)
+
+    page.route_web_socket("**/ws/progress/", proxy)
+    log_in(page, stack, "bob")
+    form = page.locator('form[data-task="demo.count"]')
+    form.locator('input[name="steps"]').fill("3")
+    form.locator('input[name="delay"]').fill("0.01")
+    form.get_by_role("button", name="Launch").click()
+    row = page.locator("article[data-job-id]").first
+    expect(row.locator('[data-field="state"]')).to_have_text("SUCCESS", timeout=15_000)
+    final_seq = int(row.get_attribute("data-seq") or 0)
+    job_id = row.get_attribute("data-job-id")
+    for seq in (final_seq - 1, final_seq):
+        stale = {
+            "id": job_id, "task": "demo.count", "state": "PROGRESS", "current": 1, "total": 3,
+            "percent": 33.33, "message": "stale", "seq": seq, "ts": time.time(), "eta": None,
+            "rate": None, "result": None, "error": None, "created": "2026-11-21T10:00:00+00:00",
+            "started": None, "finished": None,
+        }  # fmt: skip
+        routes[-1].send(json.dumps({"type": "job", "job": stale}))
+    # A frame after them proves they were read: it lands, they did not.
+    marker = {"id": "6f1c7a4e-0000-4000-8000-000000000002", "task": "demo.count",
+              "state": "SUCCESS", "current": 1, "total": 1, "percent": 100, "message": "marker",
+              "seq": 1, "ts": time.time(), "eta": None, "rate": None, "result": None,
+              "error": None, "created": "2026-11-21T10:00:00+00:00", "started": None,
+              "finished": None}  # fmt: skip
+    routes[-1].send(json.dumps({"type": "job", "job": marker}))
+    expect(page.locator(f'article[data-job-id="{marker["id"]}"]')).to_be_visible()
+    expect(row.locator('[data-field="state"]')).to_have_text("SUCCESS")
+    expect(row.locator("progress")).to_have_attribute("value", "100")
+    assert "stale" not in (row.locator('[data-field="message"]').text_content() or "")
     context.close()

@@ -28,7 +28,15 @@ class ReportForm(forms.Form):
     form=ReportForm,
     description="Builds a CSV of N sales rows you can download when it is done.",
 )
-@shared_task(bind=True, name="reports.sales_csv")
+# Safe to run again: the same job id seeds the same rows. If the worker child
+# running it dies, Celery queues it again (twice at most) instead of failing it.
+@shared_task(
+    bind=True,
+    name="reports.sales_csv",
+    retry_on_worker_lost=True,
+    max_retries=2,
+    default_retry_delay=1,
+)
 def sales_csv(self: Task, rows: int, seconds: float = 5) -> dict[str, object]:
     rng = random.Random(self.request.id)
     buffer = io.StringIO()

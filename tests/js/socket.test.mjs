@@ -162,3 +162,30 @@ test("close() during a pending reconnect cancels it", () => {
   assert.equal(sockets.length, 1);
   assert.equal(timers.length, 0);
 });
+
+test("a server going away (1001) is reconnected to, after a jittered delay", () => {
+  const { socket, sockets, timers, events, runTimer } = harness();
+  socket.connect();
+  sockets[0].open();
+  sockets[0].receive({ type: "snapshot", jobs: [job("a", 3)] });
+  sockets[0].drop(1001);
+  assert.equal(events.statuses.at(-1), "reconnecting");
+  assert.equal(timers[0].ms, 250);
+  runTimer();
+  sockets[1].open();
+  sockets[1].receive({ type: "snapshot", jobs: [job("a", 7)] });
+  assert.equal(socket.store.get("a").seq, 7);
+  assert.equal(events.statuses.at(-1), "live");
+});
+
+test("a session ended by logout (4401) stops reconnecting and says signed out", () => {
+  const { socket, sockets, timers, events } = harness();
+  socket.connect();
+  sockets[0].open();
+  sockets[0].receive({ type: "snapshot", jobs: [] });
+  sockets[0].receive({ type: "error", error: "session_ended", detail: "You were signed out; log in again." });
+  sockets[0].drop(4401);
+  assert.equal(events.statuses.at(-1), "signed-out");
+  assert.equal(timers.length, 0, "no reconnect: the handshake would be refused");
+  assert.equal(sockets.length, 1);
+});

@@ -23,7 +23,7 @@ def publish(job: Job, state: State, current: float = 1, floor: int = 0) -> int |
 
 def stored(job: Job) -> dict[str, object]:
     publisher = get_publisher()
-    seq, payload = publisher.call(publisher.store.get_many([str(job.id)]))[str(job.id)]
+    seq, payload, _final = publisher.call(publisher.store.get_many([str(job.id)]))[str(job.id)]
     data: dict[str, object] = json.loads(payload)
     assert data["seq"] == seq
     return data

@@ -114,6 +114,7 @@ export function renderJob(container, job, { titles = {}, jobUrl = "", heading = 
   const final = isFinal(job.state);
   const title = taskTitle(titles, job.task);
   row.setAttribute("data-state", String(job.state));
+  row.setAttribute("data-seq", String(job.seq));
 
   const link = setText(row, "link", title);
   if (jobUrl) link.setAttribute("href", fillUrl(jobUrl, job.id));

@@ -4,7 +4,13 @@ import { postJSON } from "./api.js";
 import { fillUrl, taskTitle } from "./format.js";
 import { isFinal } from "./jobs.js";
 
-const STATUS_TEXT = { connecting: "connecting…", live: "live", reconnecting: "reconnecting…", unavailable: "live updates unavailable" };
+const STATUS_TEXT = {
+  connecting: "connecting…",
+  live: "live",
+  reconnecting: "reconnecting…",
+  unavailable: "live updates unavailable",
+  "signed-out": "signed out: reload the page to log in",
+};
 
 export function readJSON(id) {
   const node = document.getElementById(id);

@@ -4,6 +4,8 @@ import { JobStore } from "./jobs.js";
 import { BACKOFF, backoffDelay } from "./backoff.js";
 
 const TOO_MANY_SOCKETS = 4429;
+// The session was logged out or the user deactivated: a reconnect would be refused.
+const SESSION_ENDED = 4401;
 const NORMAL_CLOSE = 1000;
 const noop = () => {};
 
@@ -153,6 +155,11 @@ export class ProgressSocket {
     this.#ws = null;
     this.#open = false;
     if (this.#closed) return;
+    if (event?.code === SESSION_ENDED) {
+      this.#closed = true;
+      this.#setStatus("signed-out");
+      return;
+    }
     this.#setStatus("reconnecting");
     this.#retry(event?.code);
   }

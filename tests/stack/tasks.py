@@ -1,0 +1,26 @@
+"""Tasks that exist only in test stacks, for what the demo tasks cannot show."""
+
+from __future__ import annotations
+
+import time
+
+from celery import shared_task
+from django import forms
+
+from progress import register, set_progress
+
+
+class EchoForm(forms.Form):
+    text = forms.CharField(max_length=500)
+    steps = forms.IntegerField(min_value=1, max_value=1000, initial=3)
+    delay = forms.FloatField(min_value=0, max_value=10, initial=0.1)
+
+
+@register(title="Echo (tests)", form=EchoForm)
+@shared_task(name="tests.echo")
+def echo(text: str, steps: int = 3, delay: float = 0.1) -> dict[str, str]:
+    """Reports `text` as its message and returns it as its result: data a user controls."""
+    for step in range(1, steps + 1):
+        time.sleep(delay)
+        set_progress(step, steps, text)
+    return {"note": text}
