@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import wraps
+from inspect import iscoroutinefunction
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import registry, services
 from .conf import progress_settings
@@ -35,6 +35,36 @@ def _error(status: int, message: str, fields: dict[str, list[str]] | None = None
 def _raw_json(text: str, status: int = 200) -> HttpResponse:
     """A response from JSON encoded once already, by the publisher or the store."""
     return HttpResponse(text, status=status, content_type="application/json")
+
+
+def allow(*methods: str) -> Callable[[Any], Any]:
+    """Django's require_http_methods, answering JSON like the rest of the API."""
+
+    def refuse(request: HttpRequest) -> HttpResponse:
+        response = _error(405, f"Method not allowed; use {', '.join(methods)}.")
+        response["Allow"] = ", ".join(methods)
+        return response
+
+    def decorator(view: Any) -> Any:
+        if iscoroutinefunction(view):
+
+            @wraps(view)
+            async def async_wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+                if request.method not in methods:
+                    return refuse(request)
+                return await view(request, *args, **kwargs)
+
+            return async_wrapped
+
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            if request.method not in methods:
+                return refuse(request)
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
 
 
 def api_login_required(view: View) -> View:
@@ -64,7 +94,7 @@ def _read_object(request: HttpRequest) -> dict[str, Any]:
     return body
 
 
-@require_GET
+@allow("GET")
 @api_login_required
 def tasks(request: HttpRequest) -> HttpResponse:
     return JsonResponse(
@@ -82,7 +112,7 @@ def tasks(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_http_methods(["GET", "POST"])
+@allow("GET", "POST")
 @api_login_required
 def jobs(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
@@ -109,7 +139,7 @@ def jobs(request: HttpRequest) -> HttpResponse:
     return _raw_json(services.job_json(job), status=201)
 
 
-@require_GET
+@allow("GET")
 @api_login_required
 def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
     try:
@@ -119,7 +149,7 @@ def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
     return _raw_json(services.job_json(job))
 
 
-@require_POST
+@allow("POST")
 @api_login_required
 def job_cancel(request: HttpRequest, job_id: str) -> HttpResponse:
     try:
@@ -129,7 +159,7 @@ def job_cancel(request: HttpRequest, job_id: str) -> HttpResponse:
     return _raw_json(services.job_json(job), status=202)
 
 
-@require_GET
+@allow("GET")
 async def job_event_stream(request: HttpRequest, job_id: str) -> HttpResponseBase:
     user = await request.auser()
     if not user.is_authenticated:

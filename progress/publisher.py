@@ -234,10 +234,10 @@ class Publisher:
         if fresh:
             try:
                 saved = await self._store.save_many([(item.state, item.floor) for item in fresh])
+                for item, numbered in zip(fresh, saved, strict=True):
+                    item.numbered = numbered if numbered is not None else await self._refused(item)
             except _TRANSIENT as exc:
                 return self._keep(items, exc, "number")
-            for item, numbered in zip(fresh, saved, strict=True):
-                item.numbered = numbered if numbered is not None else await self._refused(item)
         per_job: dict[str, list[_Outgoing]] = {}
         for item in items:
             per_job.setdefault(item.state.id, []).append(item)

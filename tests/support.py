@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -153,6 +154,8 @@ class Service:
 # Figures the fault tests measure, printed at the end of the run (tests/plugin.py)
 # and quoted in docs/reliability.md.
 FIGURES: list[tuple[str, str]] = []
+# Inputs the fuzz tests threw at the server, by kind; any server error fails the test.
+FUZZED: Counter[str] = Counter()
 
 
 def record_figure(name: str, value: str) -> None:

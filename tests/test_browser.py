@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, WebSocketRoute, expect
+from playwright.sync_api import Browser, BrowserContext, Page, WebSocketRoute, expect
 
 from tests.conftest import Stack, log_in
 from tests.support import ROOT
@@ -84,8 +84,8 @@ def test_bad_params_show_field_errors_and_cancel_works(stack: Stack, browser: Br
     context.close()
 
 
-def test_job_data_is_text_never_markup(stack: Stack, browser: Browser) -> None:
-    """A job state whose fields hold HTML shows it as text: no element is made from it."""
+def proxied_page(browser: Browser) -> tuple[BrowserContext, Page, list[WebSocketRoute]]:
+    """A page whose sockets pass through a proxy, through which a test can add frames."""
     context = browser.new_context()
     page = context.new_page()
     routes: list[WebSocketRoute] = []
@@ -95,17 +95,28 @@ def test_job_data_is_text_never_markup(stack: Stack, browser: Browser) -> None:
         routes.append(route)
 
     page.route_web_socket("**/ws/progress/", proxy)
+    return context, page, routes
+
+
+def job_frame(**fields: object) -> str:
+    """A `job` frame of a made-up state, as the server would send it."""
+    job = {
+        "id": "6f1c7a4e-0000-4000-8000-000000000001", "task": "demo.count", "state": "SUCCESS",
+        "current": 1, "total": 1, "percent": 100, "message": "", "seq": 1, "ts": time.time(),
+        "eta": None, "rate": None, "result": None, "error": None,
+        "created": "2026-11-21T10:00:00+00:00", "started": None, "finished": None, **fields,
+    }  # fmt: skip
+    return json.dumps({"type": "job", "job": job})
+
+
+def test_job_data_is_text_never_markup(stack: Stack, browser: Browser) -> None:
+    """A job state whose fields hold HTML shows it as text: no element is made from it."""
+    context, page, routes = proxied_page(browser)
     log_in(page, stack, "alice")
     hostile = '<img src=x onerror="document.body.dataset.pwned=1"><script>alert(1)</script>'
-    job = {
-        "id": "6f1c7a4e-0000-4000-8000-000000000001", "task": hostile, "state": "SUCCESS",
-        "current": 1, "total": 1, "percent": 100, "message": hostile, "seq": 1,
-        "ts": time.time(), "eta": None, "rate": None, "result": {"note": hostile},
-        "error": None, "created": "2026-11-21T10:00:00+00:00", "started": None,
-        "finished": None,
-    }  # fmt: skip
-    routes[-1].send(json.dumps({"type": "job", "job": job}))
-    row = page.locator(f'article[data-job-id="{job["id"]}"]')
+    job_id = "6f1c7a4e-0000-4000-8000-000000000001"
+    routes[-1].send(job_frame(id=job_id, task=hostile, message=hostile, result={"note": hostile}))
+    row = page.locator(f'article[data-job-id="{job_id}"]')
     expect(row.locator('[data-field="message"]')).to_have_text(hostile)
     assert row.locator("img, script").count() == 0
     assert page.evaluate("() => document.body.dataset.pwned") is None
@@ -144,15 +155,7 @@ def test_a_real_jobs_message_and_result_render_as_text_on_both_pages(
 
 def test_a_state_older_than_the_one_shown_is_ignored(stack: Stack, browser: Browser) -> None:
     """A late or duplicated frame (lower or equal seq) never moves a bar back."""
-    context = browser.new_context()
-    page = context.new_page()
-    routes: list[WebSocketRoute] = []
-
-    def proxy(route: WebSocketRoute) -> None:
-        route.connect_to_server()
-        routes.append(route)
-
-    page.route_web_socket("**/ws/progress/", proxy)
+    context, page, routes = proxied_page(browser)
     log_in(page, stack, "bob")
     form = page.locator('form[data-task="demo.count"]')
     form.locator('input[name="steps"]').fill("3")
@@ -163,22 +166,26 @@ def test_a_state_older_than_the_one_shown_is_ignored(stack: Stack, browser: Brow
     final_seq = int(row.get_attribute("data-seq") or 0)
     job_id = row.get_attribute("data-job-id")
     for seq in (final_seq - 1, final_seq):
-        stale = {
-            "id": job_id, "task": "demo.count", "state": "PROGRESS", "current": 1, "total": 3,
-            "percent": 33.33, "message": "stale", "seq": seq, "ts": time.time(), "eta": None,
-            "rate": None, "result": None, "error": None, "created": "2026-11-21T10:00:00+00:00",
-            "started": None, "finished": None,
-        }  # fmt: skip
-        routes[-1].send(json.dumps({"type": "job", "job": stale}))
+        stale = {"state": "PROGRESS", "current": 1, "total": 3, "percent": 33.33}
+        routes[-1].send(job_frame(id=job_id, seq=seq, message="stale", **stale))
     # A frame after them proves they were read: it lands, they did not.
-    marker = {"id": "6f1c7a4e-0000-4000-8000-000000000002", "task": "demo.count",
-              "state": "SUCCESS", "current": 1, "total": 1, "percent": 100, "message": "marker",
-              "seq": 1, "ts": time.time(), "eta": None, "rate": None, "result": None,
-              "error": None, "created": "2026-11-21T10:00:00+00:00", "started": None,
-              "finished": None}  # fmt: skip
-    routes[-1].send(json.dumps({"type": "job", "job": marker}))
-    expect(page.locator(f'article[data-job-id="{marker["id"]}"]')).to_be_visible()
+    marker = "6f1c7a4e-0000-4000-8000-000000000002"
+    routes[-1].send(job_frame(id=marker, message="marker"))
+    expect(page.locator(f'article[data-job-id="{marker}"]')).to_be_visible()
     expect(row.locator('[data-field="state"]')).to_have_text("SUCCESS")
     expect(row.locator("progress")).to_have_attribute("value", "100")
     assert "stale" not in (row.locator('[data-field="message"]').text_content() or "")
+    context.close()
+
+
+def test_logging_out_in_one_tab_signs_the_others_out(stack: Stack, browser: Browser) -> None:
+    context = browser.new_context()
+    watching = context.new_page()
+    log_in(watching, stack, "bob")
+    other = context.new_page()
+    other.goto(f"{stack.base_url}/")
+    other.get_by_role("button", name="Log out").click()
+    status = watching.locator("[data-connection]")
+    expect(status).to_have_attribute("data-status", "signed-out", timeout=5_000)
+    expect(status).to_contain_text("signed out")
     context.close()

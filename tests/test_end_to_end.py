@@ -241,3 +241,24 @@ def test_a_job_whose_worker_child_is_killed_ends_failure(stack: Stack, alice: ht
     # Users read what happened, not Celery's exception class.
     assert final["error"] == WORKER_LOST_ERROR
     socket.close()
+
+
+def test_params_reach_the_task_only_as_validated(stack: Stack, alice: httpx.Client) -> None:
+    """Strings, as a form sends them, arrive in the task as the form cleaned them."""
+    socket = stack.socket(alice)
+    socket.recv()
+    job = launch(alice, steps="7", delay="0")
+    final = socket.until_final(job["id"])[-1]
+    socket.close()
+    assert final["state"] == "SUCCESS" and final["result"] == {"counted": 7}
+
+
+def test_only_registered_tasks_can_be_launched(stack: Stack, alice: httpx.Client) -> None:
+    """A Celery task the worker knows, but that no one registered for users, is refused."""
+    for name in ["celery.backend_cleanup", "celery.chord_unlock", "progress.anything"]:
+        response = alice.post("/api/jobs/", json={"task": name}, headers=csrf(alice))
+        assert response.status_code == 400 and response.json()["fields"] == {
+            "task": ["Not a task you can launch."]
+        }, name
+    listed = {task["name"] for task in alice.get("/api/tasks/").json()["tasks"]}
+    assert not any(name.startswith("celery.") for name in listed)

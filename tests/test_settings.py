@@ -1,4 +1,5 @@
-"""Production settings: `check --deploy` is clean, and an unsafe SECRET_KEY is refused."""
+"""Settings from the environment: `check --deploy` is clean, an unsafe SECRET_KEY is refused,
+and every per-user limit is the environment's to set."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ SETTINGS_VARIABLES = (
     "STATIC_ROOT", "MEDIA_ROOT", "SECURE_COOKIES", "TRUST_X_FORWARDED_PROTO",
     "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS", "SECURE_HSTS_INCLUDE_SUBDOMAINS",
     "SECURE_HSTS_PRELOAD", "REDIS_URL", "CHANNEL_LAYER", "CELERY_BROKER_URL",
-    "PROGRESS_MAX_RUNNING_JOBS", "PROGRESS_MAX_SOCKETS", "PROGRESS_THROTTLE", "LOG_LEVEL",
+    "PROGRESS_MAX_RUNNING_JOBS", "PROGRESS_MAX_SOCKETS", "PROGRESS_MAX_LAUNCHES_PER_MINUTE",
+    "PROGRESS_THROTTLE", "LOG_LEVEL",
 )  # fmt: skip
 
 DEV_ONLY_SECRET_KEY = "django-insecure-dev-only-key-do-not-use-in-production"
@@ -84,3 +86,21 @@ def test_production_with_development_key_is_refused() -> None:
     output = done.stdout + done.stderr
     assert done.returncode != 0, output
     assert "ImproperlyConfigured: SECRET_KEY is the public development key" in output, output
+
+
+def test_the_environment_sets_every_per_user_limit() -> None:
+    """Load tests lift the limits (0), production sets them: the contract's variables."""
+    limits = {
+        "PROGRESS_MAX_RUNNING_JOBS": "3",
+        "PROGRESS_MAX_SOCKETS": "4",
+        "PROGRESS_MAX_LAUNCHES_PER_MINUTE": "5",
+    }
+    script = (
+        "from progress.conf import progress_settings as p;"
+        "print(p.MAX_RUNNING_JOBS, p.MAX_SOCKETS, p.MAX_LAUNCHES_PER_MINUTE)"
+    )
+    done = run_manage({**production_env(), **limits}, "shell", "-v", "0", "-c", script)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3", "4", "5"]
+    unset = run_manage(production_env(), "shell", "-v", "0", "-c", script)
+    assert unset.stdout.split() == ["0", "0", "0"]

@@ -106,3 +106,15 @@ def test_the_task_list_describes_params(client_of: Client) -> None:
     tasks = {t["name"]: t for t in client_of.get("/api/tasks/").json()["tasks"]}
     assert tasks["demo.count"]["title"] == "Count"
     assert tasks["demo.count"]["params"]["steps"]["max"] == 100_000
+
+
+def test_a_wrong_method_gets_405_json_naming_the_right_ones(client_of: Client, job: Job) -> None:
+    for method, path, allowed in [
+        ("get", f"/api/jobs/{job.pk}/cancel/", "POST"),
+        ("put", "/api/jobs/", "GET, POST"),
+        ("post", f"/api/jobs/{job.pk}/events/", "GET"),
+        ("delete", "/api/tasks/", "GET"),
+    ]:
+        response = getattr(client_of, method)(path)
+        assert response.status_code == 405, path
+        assert response["Allow"] == allowed and allowed in response.json()["error"]

@@ -18,6 +18,7 @@ from progress.conf import progress_settings
 from progress.events import Action, ErrorCode
 from progress.models import Job
 from tests.progress.test_consumers import app
+from tests.support import FUZZED
 
 # Fixtures (a user, a job) are shared by every example of a test: nothing here changes them
 # in a way the next example would notice. FUZZ_EXAMPLES=1000 makes a longer run.
@@ -76,6 +77,7 @@ async def _connect(user: User) -> WebsocketCommunicator:
 
 
 async def _send(communicator: WebsocketCommunicator, text: str | None, data: bytes | None) -> None:
+    FUZZED["WebSocket frames"] += 1
     # send_to() refuses empty frames, which a client can send.
     if text is not None:
         await communicator.send_input({"type": "websocket.receive", "text": text})
@@ -170,6 +172,7 @@ bodies = st.one_of(
 def test_any_launch_body_gets_an_answer_never_a_500(alice: User, body: Any) -> None:
     client = Client()
     client.force_login(alice)
+    FUZZED["launch bodies (POST /api/jobs/)"] += 1
     response = client.post("/api/jobs/", data=json.dumps(body), content_type="application/json")
     assert response.status_code in {201, 400, 429}, (response.status_code, response.content)
     payload = response.json()

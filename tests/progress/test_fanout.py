@@ -14,7 +14,14 @@ from channels.testing.websocket import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.test import override_settings
 
-from progress.events import LAYER_JOB_MESSAGE, State, job_frame, sockets_key, user_group
+from progress.events import (
+    LAYER_JOB_MESSAGE,
+    CloseCode,
+    State,
+    job_frame,
+    sockets_key,
+    user_group,
+)
 from progress.fanout import Outbox, get_hub, run_eagerly
 from progress.middleware import DirectSendMiddleware
 from progress.models import Job
@@ -274,3 +281,56 @@ async def test_on_the_pubsub_layer_the_hub_comes_back_after_its_last_socket_left
 async def _until(condition: Any) -> None:
     while not condition():
         await asyncio.sleep(0.01)
+
+
+def quick(**values: float) -> override_settings:
+    return override_settings(PROGRESS={"REDIS_URL": os.environ["REDIS_URL"], **values})
+
+
+async def test_the_hub_passes_on_a_state_the_layer_never_delivered(alice: User, job: Job) -> None:
+    """As when channels-redis drops a message to a full channel: Redis has the state, the
+    hub never heard of it, and the reconcile chore finds it."""
+    with quick(RECONCILE_INTERVAL=0.2):
+        socket = await connect(alice)
+        assert (await frame(socket))["type"] == "snapshot"
+        publisher = get_publisher()
+        # Numbered and stored like any state, but never sent to the group.
+        await publisher.acall(publisher.store.save(state_of(job, State.SUCCESS, 10)))
+        caught_up = await frame(socket)
+        assert caught_up["job"]["state"] == "SUCCESS" and caught_up["job"]["current"] == 10
+        hub = await get_hub()
+        assert hub.reconciled == 1
+        await socket.disconnect()
+
+
+async def test_after_redis_loses_its_data_the_hub_rejoins_its_groups_and_resyncs(
+    alice: User, job: Job
+) -> None:
+    """A flush, like a restart without persistence, takes the group memberships and socket
+    counts with it; the hub sees the epoch change, joins again and re-sends what it missed."""
+    with quick(RECONCILE_INTERVAL=0.2):
+        socket = await connect(alice)
+        assert (await frame(socket))["type"] == "snapshot"
+        hub = await get_hub()
+        publisher = get_publisher()
+        await publisher.acall(publisher.store.redis.flushdb())
+        # Published while the group is gone: only the resync can bring it.
+        await publish(job, State.PROGRESS, 3)
+        assert (await frame(socket))["job"]["current"] == 3
+        assert hub.recoveries == 1
+        # The group is joined again: the next state comes the usual way.
+        await publish(job, State.PROGRESS, 4)
+        assert (await frame(socket))["job"]["current"] == 4
+        counted = await publisher.acall(publisher.store.redis.zcard(sockets_key(alice.pk)))
+        assert counted == 1
+        await socket.disconnect()
+
+
+async def test_a_shutdown_closes_every_socket_with_1001(alice: User, bob: User) -> None:
+    sockets = [await connect(alice), await connect(bob)]
+    for socket in sockets:
+        await frame(socket)
+    hub = await get_hub()
+    assert await hub.close_all(CloseCode.GOING_AWAY) == 2
+    for socket in sockets:
+        assert await socket.receive_output(timeout=5) == {"type": "websocket.close", "code": 1001}

@@ -21,6 +21,7 @@ from progress.events import Action, State
 from progress.models import Job
 from tests.progress.test_bad_input import FUZZ
 from tests.progress.test_consumers import connect, frame, publish, send
+from tests.support import FUZZED
 
 if TYPE_CHECKING:
     from django.test.client import _MonkeyPatchedWSGIResponse as Response
@@ -370,6 +371,7 @@ def test_any_job_id_in_an_api_path_gets_json_never_a_500(alice: User, segment: s
     for name in ROUTE_METHODS:
         if job_scoped(name) and path_of(name).startswith("/api/"):
             path = path_of(name).replace(PLACEHOLDER, segment)
+            FUZZED["job ids in API paths"] += 1
             assert_json_answer(getattr(client, ROUTE_METHODS[name])(path))
 
 
@@ -379,4 +381,5 @@ def test_any_job_id_in_an_api_path_gets_json_never_a_500(alice: User, segment: s
 def test_any_query_string_on_a_list_gets_json_never_a_500(
     alice: User, query: str, name: str
 ) -> None:
+    FUZZED["query strings on API lists"] += 1
     assert_json_answer(logged_in(alice).get(f"{path_of(name)}?{query}"))

@@ -1,0 +1,1 @@
+"""The progress app's management commands."""
