@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import services
@@ -72,6 +74,14 @@ class ProgressConsumer(AsyncWebsocketConsumer):
         if reason is not None:
             await self.send(text_data=error_frame(*reason))
         await self.close(code=code)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """Runs when the socket closes: Channels' own, without its closing of old database
+        connections. That is a hop to the one database thread per socket, which a storm of
+        a thousand disconnects queues in front of the reconnects' handshakes; every
+        database call here closes its connections already (database_sync_to_async)."""
+        await self.disconnect(message["code"])
+        raise StopConsumer()
 
     async def disconnect(self, code: int) -> None:
         """Runs when the socket closes, for whatever reason."""

@@ -177,10 +177,12 @@ async def test_stale_states_are_not_sent_twice(alice: User, staff: User, job: Jo
 
 async def test_the_socket_limit_per_user(alice: User) -> None:
     with override_settings(PROGRESS={"REDIS_URL": os.environ["REDIS_URL"], "MAX_SOCKETS": 2}):
-        first, second = await connect(alice), await connect(alice)
-        third = await connect(alice)
+        # One after the other: a socket counts once its snapshot is out, not at accept.
+        first = await connect(alice)
         await frame(first)
+        second = await connect(alice)
         await frame(second)
+        third = await connect(alice)
         refused = await frame(third)
         assert refused["error"] == "too_many_sockets"
         assert (await third.receive_output(timeout=5))["code"] == 4429
