@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from redis.exceptions import RedisError
 
 from . import services
 from .conf import progress_settings
@@ -26,10 +28,13 @@ from .exceptions import JobNotFound
 from .fanout import Hub, OneJob, Outbox, get_hub
 from .middleware import DIRECT_SEND
 
+logger = logging.getLogger(__name__)
+
 # What a socket is told before the server closes it, where a client can act on it.
 _END_REASONS = {
     CloseCode.TOO_MANY_SOCKETS: (ErrorCode.TOO_MANY_SOCKETS, "Too many open tabs."),
     CloseCode.SESSION_ENDED: (ErrorCode.SESSION_ENDED, "You were signed out; log in again."),
+    CloseCode.TRY_AGAIN_LATER: (ErrorCode.UNAVAILABLE, "Live updates are briefly unavailable."),
 }
 
 
@@ -53,6 +58,15 @@ class ProgressConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         await self.accept()
+        try:
+            await self._start()
+        except (RedisError, OSError) as exc:
+            # Redis is out of reach (restarting): the client's backoff retries shortly.
+            logger.warning("Socket of user %s could not start: %r", self.user.pk, exc)
+            await self.end(CloseCode.TRY_AGAIN_LATER)
+
+    async def _start(self) -> None:
+        """Runs once the handshake is accepted: counts the socket, joins, sends the snapshot."""
         self.hub = await get_hub()
         session = self.scope.get("session")
         session_key = getattr(session, "session_key", None)

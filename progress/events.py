@@ -54,6 +54,7 @@ class ErrorCode(enum.StrEnum):
     UNKNOWN_ACTION = "unknown_action"
     TOO_MANY_SOCKETS = "too_many_sockets"
     SESSION_ENDED = "session_ended"
+    UNAVAILABLE = "unavailable"
 
 
 class CloseCode(enum.IntEnum):
@@ -62,6 +63,8 @@ class CloseCode(enum.IntEnum):
     # The server is shutting down or restarting; reconnect.
     GOING_AWAY = 1001
     MESSAGE_TOO_BIG = 1009
+    # Redis is out of reach for a moment (a restart); reconnect with backoff.
+    TRY_AGAIN_LATER = 1013
     # The session was logged out or the user deactivated; reconnecting will not help.
     SESSION_ENDED = 4401
     TOO_MANY_SOCKETS = 4429

@@ -8,7 +8,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import redis.asyncio as redis
-from redis.exceptions import NoScriptError
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, NoScriptError, TimeoutError
 
 from .events import (
     EPOCH_KEY,
@@ -87,6 +89,9 @@ return count
 """
 
 
+CLIENT_NAME = "progress-store"
+
+
 class Latest(NamedTuple):
     """A job's newest stored state: its seq, its contract JSON, and whether it is final."""
 
@@ -106,7 +111,16 @@ class StateStore:
         # A blocking pool: many sockets closing at once wait for a connection
         # instead of failing, as redis-py's default pool does past its limit.
         pool = redis.BlockingConnectionPool.from_url(
-            url, max_connections=64, timeout=10, decode_responses=True
+            url,
+            max_connections=64,
+            timeout=10,
+            decode_responses=True,
+            # Pooled connections outlive a Redis restart; without retries (redis-py's
+            # default for a pool made here), the first command on each fails.
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+            retry_on_error=[ConnectionError, TimeoutError],
+            # Names its connections in CLIENT LIST, for operators (and tests).
+            client_name=CLIENT_NAME,
         )
         self.redis = redis.Redis(connection_pool=pool)
         self.ttl = int(ttl)

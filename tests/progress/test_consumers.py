@@ -13,6 +13,7 @@ from channels.routing import URLRouter
 from channels.testing.websocket import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, User
 from django.test import override_settings
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from progress.events import State
 from progress.models import Job
@@ -191,3 +192,18 @@ async def test_the_socket_limit_per_user(alice: User) -> None:
         fourth = await connect(alice)
         assert (await frame(fourth))["type"] == "snapshot"
         await asyncio.gather(second.disconnect(), fourth.disconnect())
+
+
+async def test_a_socket_that_cannot_reach_redis_is_told_to_try_again_later(
+    alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mocked: Redis failing at this one call cannot be arranged on a live server."""
+
+    async def unreachable(user_id: int, socket_id: str) -> bool:
+        raise RedisConnectionError("Connection closed by server.")
+
+    monkeypatch.setattr("progress.services.open_socket", unreachable)
+    communicator = await connect(alice)
+    notice = await frame(communicator)
+    assert notice["type"] == "error" and notice["error"] == "unavailable"
+    assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 1013}

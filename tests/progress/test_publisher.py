@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 
 import pytest
+import redis
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 
 from progress.events import State, user_group
 from progress.models import Job
 from progress.publisher import get_publisher
+from progress.store import CLIENT_NAME
 from tests.progress.conftest import state_of
 
 pytestmark = pytest.mark.django_db
@@ -116,3 +119,20 @@ def test_a_batch_is_numbered_even_after_redis_forgot_the_script(alice: User) -> 
     )
     assert [row[0] if row else None for row in saved] == [1, 1]
     assert stored(first)["state"] == stored(second)["state"] == "STARTED"
+
+
+def test_the_store_outlives_connections_redis_dropped(job: Job) -> None:
+    """As after a Redis restart: every pooled connection is dead, and the next calls work."""
+    publisher = get_publisher()
+    store = publisher.store
+    publisher.call(store.get_many([str(job.id)]))  # The pool holds a live connection.
+    killer = redis.Redis.from_url(os.environ["REDIS_URL"])
+    try:
+        ours = [c["id"] for c in killer.client_list() if c["name"] == CLIENT_NAME]
+        assert ours
+        for client_id in ours:
+            killer.client_kill_filter(_id=client_id)
+    finally:
+        killer.close()
+    assert publisher.call(store.save(state_of(job, State.STARTED))) is not None
+    assert publisher.call(store.epoch())
