@@ -270,6 +270,18 @@ class JobState:
         )
 
 
+def job_message(group: str, job_id: str, seq: int, final: bool, frame: str) -> LayerJobMessage:
+    """The channel-layer message that carries one job state to the hubs listening on `group`."""
+    return {
+        "type": LAYER_JOB_MESSAGE,
+        "group": group,
+        "job_id": job_id,
+        "seq": seq,
+        "final": final,
+        "frame": frame,
+    }
+
+
 def job_frame(job_json: str) -> str:
     """`{"type": "job", "job": ...}` around a job already encoded once."""
     return f'{{"type":"{EventType.JOB.value}","job":{job_json}}}'

@@ -27,6 +27,7 @@ from .events import (
     CloseCode,
     LayerJobMessage,
     job_frame,
+    job_message,
     owner_of_group,
     session_digest,
 )
@@ -84,10 +85,11 @@ class _Socket:
     user_id: int
     session_key: str
     close: Closer
+    # session_digest() of the key, which a logout's message names.
+    session: str = field(init=False)
 
-    @property
-    def session(self) -> str:
-        return session_digest(self.session_key)
+    def __post_init__(self) -> None:
+        self.session = session_digest(self.session_key)
 
 
 class Hub:
@@ -441,14 +443,7 @@ class Hub:
 
 def _job_message(group: str, job_id: str, found: Latest) -> LayerJobMessage:
     """A job message as the publisher would have sent it, from a state read back from Redis."""
-    return {
-        "type": LAYER_JOB_MESSAGE,
-        "group": group,
-        "job_id": job_id,
-        "seq": found.seq,
-        "final": found.final,
-        "frame": job_frame(found.json),
-    }
+    return job_message(group, job_id, found.seq, found.final, job_frame(found.json))
 
 
 def _alive(task: asyncio.Task[None] | None) -> bool:

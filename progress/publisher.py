@@ -23,13 +23,12 @@ from redis.exceptions import RedisError
 
 from .conf import progress_settings
 from .events import (
-    LAYER_JOB_MESSAGE,
     LAYER_SESSION_ENDED,
     JobState,
-    LayerJobMessage,
     LayerSessionEnded,
     State,
     job_frame,
+    job_message,
     user_group,
 )
 from .store import StateStore
@@ -240,7 +239,8 @@ class Publisher:
                 return self._keep(items, exc, "number")
         per_job: dict[str, list[_Outgoing]] = {}
         for item in items:
-            per_job.setdefault(item.state.id, []).append(item)
+            if item.numbered is not None:  # None: the job had already ended.
+                per_job.setdefault(item.state.id, []).append(item)
         layer = _layer()
         kept = await asyncio.gather(*(self._send_job(layer, chain) for chain in per_job.values()))
         return [item for chain in kept for item in chain]
@@ -260,13 +260,13 @@ class Publisher:
         """Sends one job's states in order; returns the ones to try again, from the first
         that failed, so the job's order holds."""
         for index, item in enumerate(chain):
-            if item.numbered is None:  # The job had already ended.
-                continue
+            assert item.numbered is not None
             seq, job_json = item.numbered
             # One group per state: sockets watching someone else's job listen on the owner's
             # group through their hub and keep only that job (fanout.OneJob).
             group = user_group(item.state.owner_id)
-            message = self._message(group, item.state, seq, job_frame(job_json))
+            frame = job_frame(job_json)
+            message = job_message(group, item.state.id, seq, item.state.is_final, frame)
             try:
                 async with self._sending:
                     await layer.group_send(group, message)
@@ -280,8 +280,6 @@ class Publisher:
         now = time.monotonic()
         kept = []
         for item in items:
-            if item.future.done() and item.numbered is None and item.give_up_at == 0.0:
-                continue  # Resolved as already ended: nothing to send.
             if not item.give_up_at:
                 item.give_up_at = now + float(progress_settings.PUBLISH_RETRY_FOR)
                 item.defer(exc)
@@ -291,17 +289,6 @@ class Publisher:
                 logger.error("Gave up publishing %s of job %s", item.state.state, item.state.id)
         logger.warning("Could not %s %d states, retrying: %r", step, len(kept), exc)
         return kept
-
-    @staticmethod
-    def _message(group: str, state: JobState, seq: int, frame: str) -> LayerJobMessage:
-        return {
-            "type": LAYER_JOB_MESSAGE,
-            "group": group,
-            "job_id": state.id,
-            "seq": seq,
-            "final": state.is_final,
-            "frame": frame,
-        }
 
 
 # What Redis or the network raise while Redis restarts or is out of reach.

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -98,17 +99,26 @@ def _stored_states(job_ids: list[str]) -> dict[str, Latest]:
         return {}
 
 
+def _newest(
+    row_seqs: Sequence[tuple[str, int]], rows: Callable[[list[str]], Iterable[Job]]
+) -> dict[str, Latest]:
+    """The newest state of each (job id, its row's seq): Redis's if it is at least as new as
+    the row's, else the row's, which `rows` loads for those jobs only."""
+    stored = _stored_states([job_id for job_id, _seq in row_seqs])
+    behind = [
+        job_id for job_id, seq in row_seqs if job_id not in stored or stored[job_id].seq < seq
+    ]
+    for job in rows(behind) if behind else ():
+        stored[str(job.pk)] = Latest(job.seq, job.to_json(), job.is_final)
+    return stored
+
+
 def latest(jobs: Sequence[Job]) -> list[tuple[Job, Latest]]:
     """Each job with its newest state: Redis's if it is newer than the row's."""
-    stored = _stored_states([str(job.id) for job in jobs])
-    out = []
-    for job in jobs:
-        found = stored.get(str(job.id))
-        if found is not None and found.seq >= job.seq:
-            out.append((job, found))
-        else:
-            out.append((job, Latest(job.seq, job.to_json(), job.is_final)))
-    return out
+    by_id = {str(job.id): job for job in jobs}
+    newest = _newest([(job_id, job.seq) for job_id, job in by_id.items()],
+                     lambda ids: (by_id[job_id] for job_id in ids))  # fmt: skip
+    return [(job, newest[str(job.id)]) for job in jobs]
 
 
 def latest_of(job: Job) -> Latest:
@@ -149,14 +159,9 @@ def owner_snapshot(owner_id: int) -> list[tuple[str, Latest]]:
     rows = list(own.unfinished().values_list(*fields))
     rows += own.finished().values_list(*fields)[: progress_settings.SNAPSHOT_FINISHED]
     rows.sort(key=lambda row: row[2], reverse=True)
-    ids = [str(pk) for pk, _seq, _created in rows]
-    stored = _stored_states(ids)
-    stale = [job_id for job_id, (_pk, seq, _c) in zip(ids, rows, strict=True)
-             if job_id not in stored or stored[job_id].seq < seq]  # fmt: skip
-    if stale:
-        for job in Job.objects.filter(pk__in=stale):
-            stored[str(job.pk)] = Latest(job.seq, job.to_json(), job.is_final)
-    return [(job_id, stored[job_id]) for job_id in ids]
+    row_seqs = [(str(pk), seq) for pk, seq, _created in rows]
+    newest = _newest(row_seqs, lambda ids: Job.objects.filter(pk__in=ids))
+    return [(job_id, newest[job_id]) for job_id, _seq in row_seqs]
 
 
 # Launching and cancelling.
@@ -269,33 +274,29 @@ def record_final(
     job: Job, final: State, *, result: Any = None, error: str | None = None, detail: str = ""
 ) -> int | None:
     """Ends a job from outside its task (cancel, revoke, a lost worker, queueing failure)."""
-    state, seq = current_state(job)
-    state.state = final
-    state.result = result
-    state.error = error
-    state.eta = None
-    state.ts = time.time()
-    state.finished = _now_iso()
-    return commit_state(state, floor=seq, detail=detail)
+    changes = {"result": result, "error": error, "finished": _now_iso()}
+    return _record(job, final, detail, **changes)
 
 
 def record_retry(job: Job, message: str) -> int | None:
     """Marks a job RETRY from outside its task: Celery re-queued it after its worker was lost."""
+    return _record(job, State.RETRY, message=message)
+
+
+def _record(job: Job, new: State, detail: str = "", **changes: Any) -> int | None:
+    """Commits the job's newest state moved to `new`; None if the job had already ended."""
     state, seq = current_state(job)
     if state.is_final:
         return None
-    state.state = State.RETRY
-    state.message = message
-    state.eta = None
-    state.ts = time.time()
-    return commit_state(state, floor=seq)
+    moved = dataclasses.replace(state, state=new, eta=None, ts=time.time(), **changes)
+    return commit_state(moved, floor=seq, detail=detail)
 
 
 def sweep_lost_jobs() -> list[str]:
     """Ends FAILURE the running jobs whose worker stopped renewing their lease.
 
     Runs every WORKER_LOST_AFTER / 3 seconds in one web process at a time (the
-    hub's chores) or from `manage.py progress_sweep`. A worker child killed
+    hub's chores) or from `manage.py progress sweep`. A worker child killed
     mid-task is reported by Celery's main process at once; this catches what
     nobody reports: a whole worker killed, a machine gone.
     """
@@ -311,9 +312,7 @@ def sweep_lost_jobs() -> list[str]:
     # renewal round (a third of a lease) to put every lease back.
     lost = publisher.call(publisher.store.lost_jobs(ids, timeout / 2))
     ended = []
-    for job in Job.objects.filter(pk__in=lost):
-        if job.is_final:
-            continue
+    for job in Job.objects.unfinished().filter(pk__in=lost):
         logger.warning("Job %s lost its worker: no lease renewal for %.0fs", job.pk, timeout)
         if record_final(job, State.FAILURE, error=WORKER_LOST_ERROR, detail="No lease renewal."):
             ended.append(str(job.pk))

@@ -99,8 +99,6 @@ def _on_success(sender: Task, result: Any, **kwargs: Any) -> None:
 @task_failure.connect
 def _on_failure(task_id: str, exception: BaseException, **kwargs: Any) -> None:
     """Runs after a task body raises, or in the main process when a child died mid-task."""
-    if not isinstance(exception, JobError):
-        logger.error("Job %s failed", task_id, exc_info=exception)
     error, detail = error_message(exception), error_detail(exception)
     running = _running.get(task_id)
     if running is not None:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, WebSocketRoute, expect
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, WebSocketRoute, expect
 
 from tests.conftest import Stack, log_in
 from tests.support import ROOT
@@ -25,17 +25,21 @@ def shoot(page: Page, name: str) -> None:
         page.screenshot(path=str(target), full_page=True)
 
 
+def launch_count(page: Page, steps: int, delay: float) -> Locator:
+    """Launches demo.count from the dashboard's form; returns the newest job's row."""
+    form = page.locator('form[data-task="demo.count"]')
+    form.locator('input[name="steps"]').fill(str(steps))
+    form.locator('input[name="delay"]').fill(str(delay))
+    form.get_by_role("button", name="Launch").click()
+    return page.locator("article[data-job-id]").first
+
+
 def test_launch_and_watch_the_bar_reach_success_in_two_tabs(stack: Stack, browser: Browser) -> None:
     context = browser.new_context(viewport={"width": 1100, "height": 900})
     page = context.new_page()
     log_in(page, stack, "alice")
 
-    form = page.locator('form[data-task="demo.count"]')
-    form.locator('input[name="steps"]').fill("40")
-    form.locator('input[name="delay"]').fill("0.15")
-    form.get_by_role("button", name="Launch").click()
-
-    row = page.locator("article[data-job-id]").first
+    row = launch_count(page, steps=40, delay=0.15)
     expect(row).to_have_attribute("data-state", "PROGRESS", timeout=15_000)
     job_id = row.get_attribute("data-job-id")
 
@@ -74,10 +78,7 @@ def test_bad_params_show_field_errors_and_cancel_works(stack: Stack, browser: Br
     form.get_by_role("button", name="Launch").click()
     expect(form.locator('[data-errors-for="steps"]')).to_contain_text("greater than or equal to 1")
 
-    form.locator('input[name="steps"]').fill("1000")
-    form.locator('input[name="delay"]').fill("0.1")
-    form.get_by_role("button", name="Launch").click()
-    row = page.locator("article[data-job-id]").first
+    row = launch_count(page, steps=1000, delay=0.1)
     expect(row).to_have_attribute("data-state", "PROGRESS", timeout=15_000)
     row.locator('button[data-action="cancel"]').click()
     expect(row.locator('[data-field="state"]')).to_have_text("REVOKED", timeout=15_000)
@@ -157,11 +158,7 @@ def test_a_state_older_than_the_one_shown_is_ignored(stack: Stack, browser: Brow
     """A late or duplicated frame (lower or equal seq) never moves a bar back."""
     context, page, routes = proxied_page(browser)
     log_in(page, stack, "bob")
-    form = page.locator('form[data-task="demo.count"]')
-    form.locator('input[name="steps"]').fill("3")
-    form.locator('input[name="delay"]').fill("0.01")
-    form.get_by_role("button", name="Launch").click()
-    row = page.locator("article[data-job-id]").first
+    row = launch_count(page, steps=3, delay=0.01)
     expect(row.locator('[data-field="state"]')).to_have_text("SUCCESS", timeout=15_000)
     final_seq = int(row.get_attribute("data-seq") or 0)
     job_id = row.get_attribute("data-job-id")

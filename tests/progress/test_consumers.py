@@ -207,3 +207,4 @@ async def test_a_socket_that_cannot_reach_redis_is_told_to_try_again_later(
     notice = await frame(communicator)
     assert notice["type"] == "error" and notice["error"] == "unavailable"
     assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 1013}
+    await communicator.disconnect()

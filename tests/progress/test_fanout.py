@@ -334,3 +334,4 @@ async def test_a_shutdown_closes_every_socket_with_1001(alice: User, bob: User) 
     assert await hub.close_all(CloseCode.GOING_AWAY) == 2
     for socket in sockets:
         assert await socket.receive_output(timeout=5) == {"type": "websocket.close", "code": 1001}
+        await socket.disconnect()
