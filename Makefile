@@ -44,7 +44,7 @@ lint: $(VENV)/.test
 
 typecheck: $(VENV)/.test
 	@echo "==> mypy"
-	@SECRET_KEY=mypy-only $(VENV)/bin/mypy progress tasks_site workers
+	@SECRET_KEY=mypy-only $(VENV)/bin/mypy progress tasks_site workers statements
 
 test-js: .system-deps
 	@echo "==> JavaScript unit tests (node --test)"

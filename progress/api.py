@@ -125,7 +125,7 @@ def jobs(request: HttpRequest) -> HttpResponse:
     if unknown:
         return _error(400, "Unknown fields.", {key: ["Unknown field."] for key in unknown})
     try:
-        job = services.launch(request.user, body.get("task"), body.get("params"))
+        job = services.launch_params(request.user, body.get("task"), body.get("params"))
     except UnknownTask as exc:
         return _error(400, str(exc), {"task": ["Not a task you can launch."]})
     except InvalidParams as exc:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import celery
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 
 from . import conf
 
 IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
+# The name of the app Celery makes up when a project has created none.
+_CELERY_FALLBACK_APP = "default"
 
 
 @register()
@@ -33,6 +37,26 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 "PROGRESS['REDIS_URL'] is not set.",
                 hint="Point it at the Redis server of the channel layer.",
                 id="progress.E004",
+            )
+        )
+    try:
+        import_string(values["VISIBILITY"])
+    except ImportError as exc:
+        messages.append(
+            Error(
+                f"PROGRESS['VISIBILITY'] = {values['VISIBILITY']!r} cannot be imported: {exc}",
+                hint="Name a function (user, jobs) -> jobs, e.g."
+                " 'progress.permissions.own_or_staff'.",
+                id="progress.E006",
+            )
+        )
+    if celery.current_app.main in (None, _CELERY_FALLBACK_APP):
+        messages.append(
+            Error(
+                "No Celery app is loaded: launched jobs would never reach a worker.",
+                hint="Create one with config_from_object('django.conf:settings',"
+                " namespace='CELERY') and import it in your project's __init__.py.",
+                id="progress.E005",
             )
         )
     layers = getattr(settings, "CHANNEL_LAYERS", {}) or {}

@@ -22,6 +22,12 @@ DEFAULTS: dict[str, Any] = {
     "LIST_LIMIT": 100,
     # Seconds a job's latest state stays in Redis after its last change.
     "STATE_TTL": 7 * 24 * 3600,
+    # Seconds a finished job is kept: older ones are deleted, with their Redis
+    # state and result file, by `manage.py progress purge` or the periodic task
+    # progress.purge_finished. 0 keeps them forever.
+    "RETENTION": 30 * 24 * 3600,
+    # Who may see whose jobs: the dotted path of a rule (progress/permissions.py).
+    "VISIBILITY": "progress.permissions.own_or_staff",
     # Per-user limits; 0 means no limit.
     "MAX_RUNNING_JOBS": 0,
     "MAX_SOCKETS": 0,
@@ -49,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 _NUMBERS = {key for key, value in DEFAULTS.items() if isinstance(value, int | float)}
+_TEXTS = {"VISIBILITY"}
 
 
 def validate(user_settings: object) -> dict[str, Any]:
@@ -67,6 +74,10 @@ def validate(user_settings: object) -> dict[str, Any]:
         value = user_settings[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ImproperlyConfigured(f"PROGRESS[{key!r}] must be a number >= 0, not {value!r}.")
+    for key in _TEXTS & set(user_settings):
+        value = user_settings[key]
+        if not isinstance(value, str) or not value:
+            raise ImproperlyConfigured(f"PROGRESS[{key!r}] must be a dotted path, not {value!r}.")
     return {**DEFAULTS, **user_settings}
 
 

@@ -287,6 +287,16 @@ def job_frame(job_json: str) -> str:
     return f'{{"type":"{EventType.JOB.value}","job":{job_json}}}'
 
 
+_JOB_FRAME_HEAD = f'{{"type":"{EventType.JOB.value}","job":'
+
+
+def frame_job(frame: str) -> str:
+    """The job JSON inside a frame job_frame() made, without decoding it."""
+    if not frame.startswith(_JOB_FRAME_HEAD) or not frame.endswith("}"):
+        raise ValueError("Not a job frame.")
+    return frame[len(_JOB_FRAME_HEAD) : -1]
+
+
 def snapshot_frame(job_jsons: list[str]) -> str:
     """`{"type": "snapshot", "jobs": [...]}` around jobs already encoded once."""
     return f'{{"type":"{EventType.SNAPSHOT.value}","jobs":[{",".join(job_jsons)}]}}'

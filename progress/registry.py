@@ -66,6 +66,9 @@ class LaunchableTask:
     description: str = ""
     # Seconds between two published progress states of its jobs; None uses THROTTLE.
     throttle: float | None = None
+    # Offered on the dashboard and GET /api/tasks/, and launchable over HTTP; a task
+    # that is not can still be launched from Python (progress.launch()).
+    public: bool = True
 
     def form(self) -> forms.Form:
         """An unbound form for the dashboard; its ids carry the task name so two never clash."""
@@ -93,16 +96,30 @@ class LaunchableTask:
         return cleaned
 
 
+class NoParams(forms.Form):
+    """The form of a task registered without one: it takes no params."""
+
+
 _registry: dict[str, LaunchableTask] = {}
 
 
 def register(
-    *, title: str, form: type[forms.Form], description: str = "", throttle: float | None = None
+    *,
+    title: str,
+    form: type[forms.Form] | None = None,
+    description: str = "",
+    throttle: float | None = None,
+    public: bool = True,
 ) -> Callable[[TaskT], TaskT]:
-    """Makes a Celery task launchable by users; put it above @shared_task.
+    """Makes a Celery task launchable and reportable; put it above @shared_task.
 
-    `throttle` overrides PROGRESS["THROTTLE"] for this task's jobs.
+    It also works as a plain call on a task defined elsewhere:
+    `register(title="Resize")(resize_task)`. `form` validates the launch params
+    (none without one). `throttle` overrides PROGRESS["THROTTLE"] for this task's
+    jobs. With `public=False` the task is launched only from Python
+    (progress.launch()), never offered to users on the dashboard or over HTTP.
     """
+    form_class = NoParams if form is None else form
     if throttle is not None and (
         isinstance(throttle, bool) or not isinstance(throttle, int | float) or not throttle >= 0
     ):
@@ -111,30 +128,33 @@ def register(
     def decorator(task: TaskT) -> TaskT:
         name = task.name
         existing = _registry.get(name)
-        if existing is not None and existing.form_class is not form:
+        if existing is not None and existing.form_class is not form_class:
             raise ValueError(f"Task {name!r} is registered twice.")
         _registry[name] = LaunchableTask(
             name=name,
             title=title,
-            form_class=form,
+            form_class=form_class,
             task=task,
             description=description,
             throttle=throttle,
+            public=public,
         )
         return task
 
     return decorator
 
 
-def get(name: object) -> LaunchableTask:
-    """The registered task of that name, or UnknownTask."""
-    if not isinstance(name, str) or name not in _registry:
+def get(name: object, public_only: bool = False) -> LaunchableTask:
+    """The registered task of that name, or UnknownTask; `public_only` for user input."""
+    spec = _registry.get(name) if isinstance(name, str) else None
+    if spec is None or (public_only and not spec.public):
         raise UnknownTask(name)
-    return _registry[name]
+    return spec
 
 
 def launchable() -> list[LaunchableTask]:
-    return sorted(_registry.values(), key=lambda spec: spec.title)
+    """The tasks users may launch themselves, by title."""
+    return sorted((spec for spec in _registry.values() if spec.public), key=lambda s: s.title)
 
 
 def title_of(name: str) -> str:

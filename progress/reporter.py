@@ -15,15 +15,18 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from contextvars import ContextVar, Token
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.utils import timezone
 
-from . import registry, services
+from . import registry, services, signals
 from .conf import progress_settings
 from .events import JobState, State
 from .models import Job
 from .publisher import get_publisher
+
+if TYPE_CHECKING:
+    from .steps import Step
 
 T = TypeVar("T")
 
@@ -59,6 +62,8 @@ class JobReporter:
         self._sample_time = time.monotonic()
         self._sample_current = float(self.state.current or 0)
         self._rate: float | None = None
+        # The innermost step of stages() while one runs; None at the job's own level.
+        self.scope: Step | None = None
 
     # Lifecycle, called from Celery's signals.
 
@@ -110,12 +115,13 @@ class JobReporter:
 
     def update(self, current: float, total: float | None, message: str | None) -> None:
         """Runs on every set_progress(): the hot path, so it only stores and compares."""
-        state = self.state
-        state.current = current
+        # Inside stages() the numbers are the current step's; _emit() maps them onto the job.
+        target = self.state if self.scope is None else self.scope
+        target.current = current
         if total is not None:
-            state.total = total
+            target.total = total
         if message is not None:
-            state.message = message
+            target.message = message
         # Set after the numbers: a timer that sees it clear has already copied them.
         self._dirty = True
         if _monotonic() >= self._due:
@@ -126,12 +132,12 @@ class JobReporter:
     def track(self, iterable: Iterable[T], total: float | None, message: str | None) -> Iterator[T]:
         """track() inside a job, with update() inlined: a call per item costs more than its body."""
         self.update(0, total, message)
-        state = self.state
+        target = self.state if self.scope is None else self.scope
         for done, item in enumerate(iterable, 1):
             yield item
             # Total and message were set above; a set_progress() inside the loop may change
             # the message, and it stays until the next one.
-            state.current = done
+            target.current = done
             self._dirty = True
             if _monotonic() >= self._due:
                 self._publish_due()
@@ -150,6 +156,16 @@ class JobReporter:
         if now >= self._next_db_write:
             self._next_db_write = now + self._db_interval
             services.write_progress(sent)
+        if signals.job_progress.has_listeners():
+            signals.send(signals.job_progress, sent, None)
+
+    def changed(self) -> None:
+        """Runs when a step begins or ends: its label goes out, throttled like any update."""
+        self._dirty = True
+        if _monotonic() >= self._due:
+            self._publish_due()
+        elif not self._timer_set:
+            self._arm()
 
     def _arm(self) -> None:
         with self._lock:
@@ -181,6 +197,8 @@ class JobReporter:
         state = self.state
         state.state = State.PROGRESS
         state.ts = time.time()
+        if self.scope is not None:
+            state.current, state.total, state.message = self.scope.resolve()
         self._estimate(now)
         sent = dataclasses.replace(state)
         self._publisher.publish(sent, self.floor).add_done_callback(self._note_seq)

@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -22,12 +22,13 @@ from django.utils import timezone
 from django.utils.text import get_valid_filename
 from redis.exceptions import RedisError
 
-from . import registry
+from . import permissions, registry, signals
 from .conf import progress_settings
 from .events import (
     FINAL_STATES,
     MAX_MESSAGE_LENGTH,
     WORKER_LOST_ERROR,
+    JobDict,
     JobState,
     State,
     parse_job_id,
@@ -68,12 +69,22 @@ def _user_id(user: User) -> int:
 
 
 def visible_jobs(user: User) -> QuerySet[Job]:
-    """Users see their own jobs; staff see every job."""
+    """The jobs the user may see, by PROGRESS["VISIBILITY"]: by default their own, and
+    every job for staff."""
     if not user.is_authenticated:
         return Job.objects.none()
-    if getattr(user, "is_staff", False):
-        return Job.objects.all()
-    return Job.objects.filter(owner_id=_user_id(user))
+    return permissions.visibility()(user, Job.objects.all())
+
+
+def job_by_id(job_id: object) -> Job:
+    """Any job by id, for trusted code (a terminal, a task); JobNotFound for a bad id."""
+    uuid = parse_job_id(job_id)
+    if uuid is None:
+        raise JobNotFound()
+    try:
+        return Job.objects.get(pk=uuid)
+    except Job.DoesNotExist:
+        raise JobNotFound() from None
 
 
 def get_visible_job(user: User, job_id: object) -> Job:
@@ -131,6 +142,12 @@ def job_json(job: Job) -> str:
     return latest_of(job).json
 
 
+def state_of(job: Job) -> JobDict:
+    """The job's newest state as the contract's JSON, decoded: for other apps' views."""
+    state: JobDict = json.loads(job_json(job))
+    return state
+
+
 def current_state(job: Job) -> tuple[JobState, int]:
     """The job's newest state and its seq."""
     seq, payload, _final = latest_of(job)
@@ -167,9 +184,23 @@ def owner_snapshot(owner_id: int) -> list[tuple[str, Latest]]:
 # Launching and cancelling.
 
 
-def launch(user: User, task_name: object, params: object) -> Job:
-    """Validates and records a job, then queues its task once the row is committed."""
-    spec = registry.get(task_name)
+def launch(user: User, task_name: str, /, **params: Any) -> Job:
+    """Launches a registered task for `user`: `launch(user, "demo.count", steps=50)`.
+
+    Validates the params with the task's form (InvalidParams), records the job,
+    and queues the task once the current transaction commits. Any registered
+    task may be launched this way, public or not; the per-user limits apply.
+    """
+    return launch_params(user, task_name, params, public_only=False)
+
+
+def launch_params(user: User, task_name: object, params: object, public_only: bool = True) -> Job:
+    """Validates and records a job, then queues its task once the row is committed.
+
+    Takes the task name and params as a client sent them; with `public_only`
+    (user input) a task registered with public=False is unknown.
+    """
+    spec = registry.get(task_name, public_only=public_only)
     cleaned = spec.validate(params)
     _count_launch(_user_id(user))
     limit = progress_settings.MAX_RUNNING_JOBS
@@ -255,8 +286,22 @@ def commit_state(state: JobState, floor: int = 0, detail: str = "") -> int | Non
             error_detail=detail[:MAX_DETAIL_LENGTH],
             finished=datetime.fromisoformat(state.finished or _now_iso()),
         )
-    Job.objects.filter(pk=state.id).exclude(state__in=FINAL_STATES).update(**fields)
+    updated = Job.objects.filter(pk=state.id).exclude(state__in=FINAL_STATES).update(**fields)
+    if updated:
+        _announce(state, seq)
     return seq
+
+
+def _announce(state: JobState, seq: int) -> None:
+    """Runs once a change of state is written: sends job_started or job_finished."""
+    if state.is_final:
+        signal = signals.job_finished
+    elif state.state is State.STARTED:
+        signal = signals.job_started
+    else:
+        return
+    if signal.has_listeners():
+        signals.send(signal, state, seq, job=Job.objects.get(pk=state.id))
 
 
 def write_progress(state: JobState) -> None:
@@ -324,6 +369,40 @@ def sweep_lost_jobs() -> list[str]:
     return ended
 
 
+# Finished jobs one purge deletes per round trip to the database and Redis.
+PURGE_BATCH = 500
+
+
+def purge_finished(older_than: float | None = None) -> int:
+    """Deletes the jobs that finished over `older_than` seconds ago (default: RETENTION),
+    with their Redis states and result files; returns how many. RETENTION 0 keeps all.
+
+    Runs from the periodic task progress.purge_finished or `manage.py progress purge`.
+    """
+    keep = float(progress_settings.RETENTION if older_than is None else older_than)
+    if older_than is None and not keep:
+        return 0
+    cutoff = timezone.now() - timedelta(seconds=keep)
+    old = Job.objects.finished().filter(finished__lt=cutoff).order_by("finished")
+    purged = 0
+    while True:
+        batch = list(old.values_list("pk", "result_file")[:PURGE_BATCH])
+        if not batch:
+            return purged
+        ids = [str(pk) for pk, _file in batch]
+        storage = Job._meta.get_field("result_file").storage
+        for _pk, name in batch:
+            if name:
+                storage.delete(name)
+        Job.objects.filter(pk__in=ids).delete()
+        try:
+            publisher = get_publisher()
+            publisher.call(publisher.store.delete_states(ids))
+        except _STORE_ERRORS as exc:  # Their keys expire after STATE_TTL all the same.
+            logger.warning("Could not delete the Redis states of %d purged jobs: %r", len(ids), exc)
+        purged += len(ids)
+
+
 def attach_file(job_id: str, filename: str, content: bytes | str) -> str:
     """Keeps a result file with the job; returns the URL only its owner can download it from."""
     job = Job.objects.get(pk=job_id)
@@ -380,6 +459,22 @@ async def take_sweep_turn(seconds: float) -> bool:
 def _stale_after() -> float:
     """Seconds after which an unrenewed socket no longer counts: its server has gone."""
     return 3 * float(progress_settings.HEARTBEAT)
+
+
+def is_final_json(job_json: str) -> bool:
+    """Whether a job's contract JSON is of a final state."""
+    return str(json.loads(job_json).get("state")) in FINAL_STATES
+
+
+async def ajob_by_id(job_id: object) -> Job:
+    """Any job by id, for trusted server code; JobNotFound for a bad or unknown id."""
+    uuid = parse_job_id(job_id)
+    if uuid is None:
+        raise JobNotFound()
+    try:
+        return await Job.objects.aget(pk=uuid)
+    except Job.DoesNotExist:
+        raise JobNotFound() from None
 
 
 async def aget_visible_job(user: User, job_id: object) -> Job:

@@ -174,6 +174,12 @@ class StateStore:
             if seq is not None and payload is not None
         }
 
+    async def delete_states(self, job_ids: Sequence[str]) -> int:
+        """Forgets the states of purged jobs; returns how many Redis still held."""
+        if not job_ids:
+            return 0
+        return int(await self.redis.delete(*(state_key(job_id) for job_id in job_ids)))
+
     async def epoch(self) -> str:
         """A value that stays the same for as long as Redis keeps its data."""
         fresh = uuid.uuid4().hex

@@ -15,12 +15,15 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from progress.middleware import DirectSendMiddleware  # noqa: E402
 from progress.routing import websocket_urlpatterns  # noqa: E402
+from statements.routing import websocket_urlpatterns as statement_sockets  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(
-            DirectSendMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+            DirectSendMiddleware(
+                AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, *statement_sockets]))
+            )
         ),
     }
 )

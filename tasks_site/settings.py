@@ -42,6 +42,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "progress",
     "workers",
+    # A second app built on progress's public API only (docs/integrating.md).
+    "statements",
     "tasks_site",
 ]
 
@@ -184,6 +186,17 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_TIMEZONE = TIME_ZONE
+# celery beat (Procfile, compose) purges finished jobs past PROGRESS["RETENTION"].
+CELERY_BEAT_SCHEDULE = {
+    "progress-purge-finished": {"task": "progress.purge_finished", "schedule": 3600.0},
+}
+
+# The statements app mails its users; the console backend unless configured.
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", default=str(BASE_DIR / "run" / "mail"))
+EMAIL_HOST = env("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="progress@localhost")
 
 PROGRESS = {
     "REDIS_URL": REDIS_URL,
@@ -191,6 +204,7 @@ PROGRESS = {
     "MAX_SOCKETS": env.int("PROGRESS_MAX_SOCKETS", default=0),
     "MAX_LAUNCHES_PER_MINUTE": env.int("PROGRESS_MAX_LAUNCHES_PER_MINUTE", default=0),
     "THROTTLE": env.float("PROGRESS_THROTTLE", default=0.1),
+    "RETENTION": env.float("PROGRESS_RETENTION", default=30 * 24 * 3600),
 }
 
 LOGGING = {

@@ -6,6 +6,7 @@ from django.urls import include, path
 urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
+    path("statements/", include("statements.urls")),
     path("", include("progress.urls")),
 ]
 

@@ -44,6 +44,9 @@ class Stack:
             DATABASE_URL=os.environ.get("STACK_DATABASE_URL", f"sqlite:///{workdir}/db.sqlite3"),
             MEDIA_ROOT=str(workdir / "media"),
             STATIC_ROOT=str(workdir / "static"),
+            # Mail the statements app sends lands in files a test can read.
+            EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
+            EMAIL_FILE_PATH=str(workdir / "mail"),
         )
         self.env.update(env)
         self.worker: Service | None = None
@@ -70,7 +73,8 @@ class Stack:
 
     def create_users(self, users: dict[str, bool]) -> None:
         create = "; ".join(
-            f"U.objects.create_user({name!r}, password={PASSWORD!r}, is_staff={staff})"
+            f"U.objects.create_user({name!r}, email='{name}@example.com',"
+            f" password={PASSWORD!r}, is_staff={staff})"
             for name, staff in users.items()
         )
         script = f"from django.contrib.auth.models import User as U; {create}"

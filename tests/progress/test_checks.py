@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from django.core.checks import run_checks
 from django.test import override_settings
 
@@ -36,3 +37,18 @@ def test_an_unknown_setting_is_an_error_with_a_hint() -> None:
 def test_a_missing_redis_url_is_an_error() -> None:
     with override_settings(PROGRESS={}):
         assert "progress.E004" in ids()
+
+
+def test_a_visibility_rule_that_cannot_be_imported_is_an_error() -> None:
+    with override_settings(PROGRESS={"REDIS_URL": "redis://x", "VISIBILITY": "nowhere.rule"}):
+        messages = [m for m in run_checks() if m.id == "progress.E006"]
+    assert messages and "nowhere.rule" in messages[0].msg and messages[0].hint
+
+
+def test_no_celery_app_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from celery import Celery
+
+    fallback = Celery("default", set_as_current=False)
+    monkeypatch.setattr("progress.checks.celery.current_app", fallback)
+    messages = [m for m in run_checks() if m.id == "progress.E005"]
+    assert messages and messages[0].hint

@@ -24,3 +24,27 @@ def echo(text: str, steps: int = 3, delay: float = 0.1) -> dict[str, str]:
         time.sleep(delay)
         set_progress(step, steps, text)
     return {"note": text}
+
+
+# A task exactly as celery-progress's README writes it; only the import differs
+# (from celery_progress.backend import ProgressRecorder).
+from progress.compat import ProgressRecorder  # noqa: E402
+
+
+@shared_task(bind=True)
+def my_task(self, seconds):  # type: ignore[no-untyped-def]
+    progress_recorder = ProgressRecorder(self)
+    result = 0
+    for i in range(seconds):
+        time.sleep(1)
+        result += i
+        progress_recorder.set_progress(i + 1, seconds, description=f"On iteration {i}")
+    return result
+
+
+class SecondsForm(forms.Form):
+    seconds = forms.IntegerField(min_value=1, max_value=10)
+
+
+# A registry entry for a task defined elsewhere: its body is untouched.
+register(title="celery-progress style (tests)", form=SecondsForm)(my_task)

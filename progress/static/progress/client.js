@@ -1,0 +1,253 @@
+// Public API for other apps: watch one job, or all of the user's jobs, over one shared socket per page.
+
+import { isFinal } from "./jobs.js";
+import { ProgressSocket, socketUrl } from "./socket.js";
+
+const DEFAULT_PATH = "/ws/progress/";
+const URL_ATTRIBUTE = "data-progress-ws-url";
+
+// One connection per ws URL, so every widget and app on a page shares one socket
+// (the server limits sockets per user, and each socket costs a snapshot).
+const connections = new Map();
+
+// One app's failing callback must not cost the others their updates; rethrown
+// from a microtask, it still reaches the console and error reporting.
+function call(fn, ...args) {
+  if (typeof fn !== "function") return;
+  try {
+    fn(...args);
+  } catch (error) {
+    queueMicrotask(() => {
+      throw error;
+    });
+  }
+}
+
+function wsPath(options) {
+  if (options.url) return options.url;
+  // querySelector tries documentElement first, then the first element carrying the attribute.
+  return globalThis.document?.querySelector?.(`[${URL_ATTRIBUTE}]`)?.getAttribute(URL_ATTRIBUTE) || DEFAULT_PATH;
+}
+
+// Each watch has its own seq rule too: one that joins late is handed the stored
+// state, which the shared store would not let through a second time.
+function newer(seen, job) {
+  if (seen.has(job.id) && !(job.seq > seen.get(job.id))) return false;
+  seen.set(job.id, job.seq);
+  return true;
+}
+
+class Connection {
+  jobWatches = new Map(); // job id -> Set of watches; insertion order is subscribe order
+  userWatches = new Set();
+  // Requests sent on the current WebSocket that the server may answer with a
+  // not_found. The server answers frames in order and the error names no job,
+  // so a not_found belongs to the oldest one whose job has not shown a state.
+  #requests = [];
+  #snapshotted = false;
+
+  constructor(url, options) {
+    this.url = url;
+    this.socket = new ProgressSocket(url, {
+      WebSocket: this.#recording(options.WebSocket ?? globalThis.WebSocket),
+      schedule: options.schedule,
+      unschedule: options.unschedule,
+      random: options.random,
+      onSnapshot: (jobs) => this.#snapshot(jobs),
+      onJob: (job) => this.#job(job),
+      onError: (frame) => this.#error(frame),
+      onStatus: (status) => this.#status(status),
+    });
+  }
+
+  // ProgressSocket re-sends subscribes by itself on reconnect; recording frames where
+  // they leave is the only way to know what the current connection was asked.
+  #recording(Base) {
+    if (typeof Base !== "function") return Base;
+    const connection = this;
+    return class extends Base {
+      constructor(...args) {
+        super(...args);
+        connection.#requests = [];
+      }
+
+      send(text) {
+        connection.#sent(text);
+        super.send(text);
+      }
+    };
+  }
+
+  #sent(text) {
+    const { action, job } = JSON.parse(text);
+    if (action !== "subscribe" && action !== "unsubscribe") return;
+    this.#prune();
+    this.#requests.push({ action, job });
+  }
+
+  // A job that has shown a state is visible, so its requests cannot be the not_found.
+  #prune() {
+    this.#requests = this.#requests.filter((request) => !this.socket.store.get(request.job));
+  }
+
+  #error(frame) {
+    if (frame.error !== "not_found") return;
+    this.#prune();
+    const request = this.#requests.shift();
+    // An unsubscribe of a job never seen answers not_found too; nobody is waiting on it.
+    if (request?.action !== "subscribe") return;
+    for (const watch of [...(this.jobWatches.get(request.job) ?? [])]) watch.error(frame);
+  }
+
+  #snapshot(jobs) {
+    this.#snapshotted = true;
+    for (const job of jobs) this.#toJobWatches(job);
+    for (const watch of [...this.userWatches]) watch.snapshot(jobs);
+  }
+
+  #job(job) {
+    this.#toJobWatches(job);
+    for (const watch of [...this.userWatches]) watch.job(job);
+  }
+
+  #status(status) {
+    for (const watch of [...this.userWatches]) watch.status(status);
+  }
+
+  #toJobWatches(job) {
+    for (const watch of [...(this.jobWatches.get(job.id) ?? [])]) watch.update(job);
+  }
+
+  addJobWatch(watch) {
+    const id = watch.jobId;
+    if (!this.jobWatches.has(id)) this.jobWatches.set(id, new Set());
+    this.jobWatches.get(id).add(watch);
+    // Subscribing even to the user's own jobs: the answer carries the state of a job the
+    // snapshot left out (an old finished one), and a not_found tells a watch to give up.
+    if (!this.socket.isSubscribed(id)) this.socket.subscribe(id);
+    // Deferred so callbacks never run before watch() has returned its stop().
+    queueMicrotask(() => {
+      const known = this.socket.store.get(id);
+      if (known) watch.update(known);
+    });
+    this.socket.connect();
+  }
+
+  removeJobWatch(watch) {
+    const watches = this.jobWatches.get(watch.jobId);
+    if (!watches?.delete(watch)) return;
+    if (watches.size === 0) {
+      this.jobWatches.delete(watch.jobId);
+      this.socket.unsubscribe(watch.jobId);
+    }
+    this.#closeIfIdle();
+  }
+
+  addUserWatch(watch) {
+    this.userWatches.add(watch);
+    queueMicrotask(() => {
+      if (this.socket.status) watch.status(this.socket.status);
+      // One that joins after the snapshot is handed what it would have shown.
+      if (this.#snapshotted && !watch.snapshotted) watch.snapshot(this.socket.store.all());
+    });
+    this.socket.connect();
+  }
+
+  removeUserWatch(watch) {
+    if (this.userWatches.delete(watch)) this.#closeIfIdle();
+  }
+
+  #closeIfIdle() {
+    if (this.jobWatches.size > 0 || this.userWatches.size > 0) return;
+    this.drop();
+  }
+
+  drop() {
+    for (const watches of this.jobWatches.values()) for (const watch of watches) watch.active = false;
+    for (const watch of this.userWatches) watch.active = false;
+    this.jobWatches.clear();
+    this.userWatches.clear();
+    this.socket.close();
+    if (connections.get(this.url) === this) connections.delete(this.url);
+  }
+}
+
+function connectionFor(options) {
+  const url = socketUrl(wsPath(options), options.location ?? globalThis.location);
+  let connection = connections.get(url);
+  if (!connection) {
+    connection = new Connection(url, options);
+    connections.set(url, connection);
+  }
+  return connection;
+}
+
+export function watch(jobId, callbacks = {}, options = {}) {
+  if (typeof jobId !== "string" || jobId === "") throw new TypeError("watch() needs a job id");
+  const connection = connectionFor(options);
+  const seen = new Map();
+  const watcher = {
+    jobId,
+    active: true,
+    update(job) {
+      if (!watcher.active || !newer(seen, job)) return;
+      call(callbacks.onUpdate, job);
+      if (!isFinal(job.state) || !watcher.active) return;
+      call(callbacks.onFinish, job);
+      stop();
+    },
+    error(frame) {
+      if (watcher.active) call(callbacks.onError, frame);
+    },
+  };
+  const stop = () => {
+    if (!watcher.active) return;
+    watcher.active = false;
+    connection.removeJobWatch(watcher);
+  };
+  connection.addJobWatch(watcher);
+  return stop;
+}
+
+export function watchUser(callbacks = {}, options = {}) {
+  const connection = connectionFor(options);
+  const seen = new Map();
+  let shownStatus = null;
+  const watcher = {
+    active: true,
+    snapshotted: false,
+    snapshot(jobs) {
+      if (!watcher.active) return;
+      watcher.snapshotted = true;
+      call(callbacks.onSnapshot, jobs.filter((job) => newer(seen, job)));
+    },
+    job(job) {
+      if (watcher.active && newer(seen, job)) call(callbacks.onJob, job);
+    },
+    status(status) {
+      if (!watcher.active || status === shownStatus) return;
+      shownStatus = status;
+      call(callbacks.onStatus, status);
+    },
+  };
+  const stop = () => {
+    if (!watcher.active) return;
+    watcher.active = false;
+    connection.removeUserWatch(watcher);
+  };
+  connection.addUserWatch(watcher);
+  return stop;
+}
+
+// Prefers the socket that watches the job, since only that one will show the REVOKED state.
+export function cancel(jobId) {
+  const all = [...connections.values()];
+  const connection = all.find((candidate) => candidate.jobWatches.has(jobId)) ?? all[0];
+  return connection ? connection.socket.cancel(jobId) : false;
+}
+
+// For tests: every module-level connection would otherwise outlive the test that made it.
+export function _reset() {
+  for (const connection of [...connections.values()]) connection.drop();
+  connections.clear();
+}

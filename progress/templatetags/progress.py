@@ -1,0 +1,49 @@
+"""`{% load progress %}`: `{% progress_bar job %}` renders a live bar that wires itself up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+from django.urls import reverse
+
+from progress import registry, services
+from progress.exceptions import JobNotFound
+from progress.models import Job
+
+register = template.Library()
+
+# A placeholder the widget's JS replaces with a job id to build URLs.
+_ID = "00000000-0000-0000-0000-000000000000"
+
+
+@register.inclusion_tag("progress/bar.html", takes_context=True)
+def progress_bar(context: template.Context, job: Job | str, cancel: bool = True) -> dict[str, Any]:
+    """Renders when a template says `{% progress_bar job %}` (a Job, or a job id).
+
+    The bar shows only a job the page's user may see (PROGRESS["VISIBILITY"]);
+    its state is drawn at once, then kept live by progress/widget.js over the
+    page's one WebSocket. `cancel=False` hides the Cancel button.
+    """
+    request = context.get("request")
+    user = getattr(request, "user", None) or context.get("user")
+    try:
+        if user is None:
+            raise JobNotFound()
+        found = services.get_visible_job(user, job.pk if isinstance(job, Job) else job)
+    except JobNotFound:
+        return {"missing": True}
+    state = services.state_of(found)
+    return {
+        "missing": False,
+        "job_id": str(found.pk),
+        "state": state,
+        "title": registry.title_of(found.task),
+        "percent": state["percent"] if state["percent"] is not None else "",
+        "ws_url": "/ws/progress/",
+        "job_url": reverse("progress:job", args=[_ID]).replace(_ID, "{id}"),
+        "cancel_url": (
+            reverse("progress:api-job-cancel", args=[_ID]).replace(_ID, "{id}") if cancel else ""
+        ),
+        "initial_id": f"progress-initial-{found.pk}",
+    }
