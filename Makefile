@@ -70,7 +70,7 @@ bench-servers: $(VENV)/.test
 	@$(PY) bench/asgi_servers.py
 
 screenshots: $(VENV)/.test .system-deps
-	@PROGRESS_SCREENSHOTS=docs/img $(PY) -m pytest tests/test_browser.py -q
+	@PROGRESS_SCREENSHOTS=docs/img $(PY) -m pytest tests/test_browser.py tests/statements/test_browser.py -q
 
 clean:
 	rm -rf $(VENV) staticfiles run .pytest_cache .mypy_cache .ruff_cache .hypothesis

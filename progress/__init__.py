@@ -45,6 +45,7 @@ _PUBLIC = {
     "InvalidParams": "progress.exceptions",
     "TooManyJobs": "progress.exceptions",
     "TooManyLaunches": "progress.exceptions",
+    "TooManySockets": "progress.exceptions",
 }
 
 __all__ = sorted(_PUBLIC)

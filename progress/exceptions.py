@@ -37,6 +37,13 @@ class TooManyLaunches(ProgressError):
         self.retry_after = retry_after
 
 
+class TooManySockets(ProgressError):
+    """Raised when a user already holds as many sockets as PROGRESS["MAX_SOCKETS"] allows."""
+
+    def __init__(self) -> None:
+        super().__init__("Too many open tabs.")
+
+
 class JobNotFound(ProgressError):
     """Raised for a job that does not exist or that the user may not see."""
 

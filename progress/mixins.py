@@ -5,13 +5,27 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
+from collections.abc import AsyncGenerator, Coroutine
 from typing import Any
 
-from .events import JobDict
-from .exceptions import JobNotFound
+from .events import CloseCode, JobDict, user_group
+from .exceptions import JobNotFound, TooManySockets
+from .fanout import Hub, get_hub
+from .store import Latest
 from .subscriptions import find_job, job_updates, user_updates
 
 logger = logging.getLogger(__name__)
+
+# The key of the watch of all the user's jobs, which no job id can equal.
+_ALL = "*"
+
+
+class _Silent:
+    """Keeps the user's own group joined, so a logout reaches this socket's hub."""
+
+    def offer(self, job_id: str, seq: int, frame: str) -> None:
+        """Runs for each state of the user's jobs; the watches have their own listeners."""
 
 
 class ProgressConsumerMixin:
@@ -20,7 +34,9 @@ class ProgressConsumerMixin:
     `await self.watch_job(job_id)` and `await self.watch_user_jobs()` start
     passing states to `job_update()`, which the consumer overrides; both go
     through the socket's user (scope["user"]) and PROGRESS["VISIBILITY"]. Every
-    watch ends when the socket closes.
+    watch ends when the socket closes. From its first watch on, the socket
+    counts against PROGRESS["MAX_SOCKETS"] and closes like the progress
+    socket's own: 4401 at a logout or an ended session, 1001 at a shutdown.
     """
 
     scope: dict[str, Any]
@@ -31,90 +47,112 @@ class ProgressConsumerMixin:
     async def watch_job(self, job_id: object) -> JobDict:
         """Runs when the consumer starts watching a job; returns its current state.
 
-        Raises JobNotFound for a job the socket's user may not see. The state
-        returned is not passed to job_update() again; each newer one is.
+        Raises JobNotFound for a job the socket's user may not see, and
+        TooManySockets (after closing the socket with 4429) past MAX_SOCKETS.
+        The state returned is not passed to job_update() again; each newer one is.
         """
-        user = self.scope.get("user")
-        if user is None:
-            raise JobNotFound()
+        user = self._progress_user()
         job = await find_job(job_id, user)
+        await self._progress_hold(int(user.pk))
         key = str(job.pk)
         await self.unwatch_job(key)
         updates = job_updates(job)
         first = await anext(updates)
         assert first is not None
-        current = _decode(first.json)
-        if not first.final:
-            self._watch(key, self._pump_job(updates))
-        else:
+        if first.final:
             await updates.aclose()
-        return current
+        else:
+            self._progress_watch(key, self._progress_pump(updates))
+        return _decode(first)
 
     async def unwatch_job(self, job_id: object) -> None:
         """Runs when the consumer stops watching a job before it ends."""
-        task = self._progress_watches().pop(str(job_id), None)
+        task = self._progress_tasks().pop(str(job_id), None)
         if task is not None:
             task.cancel()
 
     async def watch_user_jobs(self, replay: bool = True) -> None:
         """Runs when the consumer starts watching every job of its user: their recent jobs
         go to job_update() first, oldest first (unless not `replay`), then every new state."""
+        user = self._progress_user()
+        await self._progress_hold(int(user.pk))
+        await self.unwatch_job(_ALL)
+        updates = _user_states(int(user.pk), replay)
+        self._progress_watch(_ALL, self._progress_pump(updates))
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """Runs when the socket closes: every watch ends with it, and it no longer counts."""
+        tasks = self._progress_tasks()
+        for task in tasks.values():
+            task.cancel()
+        tasks.clear()
+        held: tuple[Hub, int, str] | None = getattr(self, "_progress_held", None)
+        if held is not None:
+            hub, user_id, socket_id = held
+            self._progress_held = None
+            await hub.leave(user_group(user_id), self._progress_silent)
+            await hub.release_socket(socket_id)
+        await super().websocket_disconnect(message)  # type: ignore[misc]
+
+    def _progress_user(self) -> Any:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             raise JobNotFound()
-        await self.unwatch_job(_ALL)
-        self._watch(_ALL, self._pump_user(int(user.pk), replay))
+        return user
 
-    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
-        """Runs when the socket closes: every watch ends with it."""
-        for task in self._progress_watches().values():
-            task.cancel()
-        self._progress_watches().clear()
-        await super().websocket_disconnect(message)  # type: ignore[misc]
+    async def _progress_hold(self, user_id: int) -> None:
+        """Runs at the first watch: counts the socket and lets logouts and shutdowns close it."""
+        if getattr(self, "_progress_held", None) is not None:
+            return
+        hub = await get_hub()
+        socket_id = uuid.uuid4().hex
+        session_key = getattr(self.scope.get("session"), "session_key", None)
+        if not await hub.hold_socket(user_id, socket_id, session_key, self._progress_close):
+            await self._progress_close(CloseCode.TOO_MANY_SOCKETS)
+            raise TooManySockets()
+        self._progress_held = (hub, user_id, socket_id)
+        self._progress_silent = _Silent()
+        await hub.join(user_group(user_id), self._progress_silent)
 
-    def _watch(self, key: str, pump: Any) -> None:
-        watches = self._progress_watches()
-        task = watches[key] = asyncio.ensure_future(pump)
+    async def _progress_close(self, code: CloseCode) -> None:
+        """Runs when the hub ends this socket: a logout, the user's limit, a shutdown."""
+        await self.close(code=int(code))  # type: ignore[attr-defined]
+
+    def _progress_watch(self, key: str, pump: Coroutine[Any, Any, None]) -> None:
+        tasks = self._progress_tasks()
+        task = tasks[key] = asyncio.ensure_future(pump)
         # A watch whose job ended leaves no entry behind.
-        task.add_done_callback(
-            lambda done: watches.pop(key, None) if watches.get(key) is done else None
-        )
+        task.add_done_callback(lambda done: tasks.pop(key) if tasks.get(key) is done else None)
 
-    def _progress_watches(self) -> dict[str, asyncio.Task[None]]:
-        watches: dict[str, asyncio.Task[None]] | None = getattr(self, "_progress_tasks", None)
-        if watches is None:
-            watches = {}
-            self._progress_tasks = watches
-        return watches
+    def _progress_tasks(self) -> dict[str, asyncio.Task[None]]:
+        tasks: dict[str, asyncio.Task[None]] | None = getattr(self, "_progress_watches", None)
+        if tasks is None:
+            tasks = {}
+            self._progress_watches = tasks
+        return tasks
 
-    async def _pump_job(self, updates: Any) -> None:
+    async def _progress_pump(self, updates: AsyncGenerator[Latest | None]) -> None:
         try:
             async for found in updates:
-                await self._deliver(_decode(found.json))
+                if found is None:
+                    continue
+                try:
+                    await self.job_update(_decode(found))
+                except Exception:  # One bad state must not end the watch; the next may do.
+                    logger.exception("job_update() failed on a state of %s", found.json[:60])
         finally:
             await updates.aclose()
 
-    async def _pump_user(self, owner_id: int, replay: bool) -> None:
-        updates = user_updates(owner_id, replay)
-        try:
-            async for _job_id, found in updates:
-                await self._deliver(_decode(found.json))
-        finally:
-            await updates.aclose()
 
-    async def _deliver(self, job: JobDict) -> None:
-        try:
-            await self.job_update(job)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # One bad state must not end the watch; the next may succeed.
-            logger.exception("job_update() failed on job %s", job.get("id"))
+async def _user_states(owner_id: int, replay: bool) -> AsyncGenerator[Latest | None]:
+    updates = user_updates(owner_id, replay)
+    try:
+        async for _job_id, found in updates:
+            yield found
+    finally:
+        await updates.aclose()
 
 
-# The key of the watch of all the user's jobs, which no job id can equal.
-_ALL = "*"
-
-
-def _decode(job_json: str) -> JobDict:
-    state: JobDict = json.loads(job_json)
+def _decode(found: Latest) -> JobDict:
+    state: JobDict = json.loads(found.json)
     return state

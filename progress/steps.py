@@ -15,6 +15,8 @@ from .reporter import JobReporter, current_reporter, set_progress
 
 # What stands between a step's label and what is reported inside it.
 SEPARATOR = " — "
+# A job in steps reports percent of the whole: its total.
+WHOLE = 100.0
 
 
 class Step:
@@ -24,34 +26,48 @@ class Step:
     message), so the reporter writes to it exactly as it writes to the job.
     """
 
-    __slots__ = ("current", "label", "message", "parent", "share", "start", "total", "whole")
+    __slots__ = ("current", "label", "message", "parent", "share", "start", "total")
 
-    def __init__(
-        self, parent: Step | None, label: str, start: float, share: float, whole: float
-    ) -> None:
+    def __init__(self, parent: Step | None, label: str, start: float, share: float) -> None:
         self.parent = parent
         self.label = label
         self.start = start
         self.share = share
-        self.whole = whole
         self.current: float = 0
         self.total: float | None = None
         self.message = ""
 
     def resolve(self) -> tuple[float, float, str]:
-        """The job's (current, total, message) while this is the innermost step."""
+        """The job's (current, total, message) while this is the innermost step.
+
+        The job's numbers are percent of the whole (total 100): a step's own
+        units mean nothing beside another's. Its counts go in the message.
+        """
         current: float = self.current
         total = self.total
-        message = self.message
+        counts = _counts(current, total)
+        message = (
+            f"{self.message} ({counts})" if self.message and counts else self.message or counts
+        )
         step: Step | None = self
         while step is not None:
             done = min(1.0, max(0.0, float(current) / total)) if total else 0.0
-            current = round(step.start + step.share * done, 3)
-            total = step.whole
+            current = round(step.start + step.share * done, 2)
+            total = WHOLE
             message = f"{step.label}{SEPARATOR}{message}" if message else step.label
             step = step.parent
-        assert total is not None
-        return current, total, message
+        return current, WHOLE, message
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def _counts(current: float, total: float | None) -> str:
+    """A step's own counts, as the message shows them: "7 / 150", or "7" with no total."""
+    if total:
+        return f"{_number(current)} / {_number(total)}"
+    return _number(current) if current else ""
 
 
 class Stages:
@@ -94,11 +110,10 @@ class Stages:
         self._step = None
         if exc_type is not None:
             return
-        whole = sum(self.weights)
         # What the steps were to the level above: all of it done.
         target = reporter.state if self._parent is None else self._parent
-        target.current = whole
-        target.total = whole
+        target.current = WHOLE
+        target.total = WHOLE
         if self._parent is not None:
             self._parent.message = ""
         reporter.changed()
@@ -116,10 +131,9 @@ class Stages:
         reporter = self._reporter
         if reporter is not None:
             label = f"Step {self.index + 1} of {len(self.names)}: {self.names[self.index]}"
-            start = sum(self.weights[: self.index])
-            self._step = Step(
-                self._parent, label, start, self.weights[self.index], sum(self.weights)
-            )
+            unit = WHOLE / sum(self.weights)
+            start = unit * sum(self.weights[: self.index])
+            self._step = Step(self._parent, label, start, unit * self.weights[self.index])
             reporter.scope = self._step
             reporter.changed()
         return self.names[self.index]

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import Stack, csrf, launch
-from tests.support import PYTHON, ROOT
+from tests.support import PYTHON, ROOT, manage, wait_for
 
 
 def progress(stack: Stack, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -83,3 +83,31 @@ def test_a_celery_progress_task_reports_here_unchanged(stack: Stack, alice: http
     assert (1, 3, "On iteration 0") in progress_states
     assert states[-1]["state"] == "SUCCESS" and states[-1]["result"] == 0 + 1 + 2
     socket.close()
+
+
+def test_the_periodic_purge_runs_on_a_worker_and_keeps_recent_jobs(
+    stack: Stack, alice: httpx.Client
+) -> None:
+    recent = launch(alice, steps=2, delay=0.01)
+    old = launch(alice, steps=2, delay=0.01)
+    for job in (recent, old):
+        wait_for(lambda job=job: alice.get(f"/api/jobs/{job['id']}/").json()["state"] == "SUCCESS")
+    # Finished 40 days ago, past the default RETENTION of 30 days; then the task beat sends.
+    script = (
+        "from datetime import timedelta; from django.utils import timezone;"
+        "from progress.models import Job; from progress.tasks import purge_finished;"
+        f"Job.objects.filter(pk={old['id']!r}).update("
+        "finished=timezone.now() - timedelta(days=40)); purge_finished.delay()"
+    )
+    manage(stack.env, "shell", "-c", script)
+    wait_for(lambda: alice.get(f"/api/jobs/{old['id']}/").status_code == 404, timeout=20)
+    assert alice.get(f"/api/jobs/{recent['id']}/").json()["state"] == "SUCCESS"
+
+
+def test_beat_schedules_the_purge_as_a_task_the_worker_knows() -> None:
+    from tasks_site.celery import app
+
+    app.loader.import_default_modules()
+    scheduled = {entry["task"] for entry in app.conf.beat_schedule.values()}
+    assert "progress.purge_finished" in scheduled
+    assert scheduled <= set(app.tasks)

@@ -1,23 +1,12 @@
 import { afterEach, test } from "node:test";
 import assert from "node:assert/strict";
 import { _reset, cancel, watch, watchUser } from "../../progress/static/progress/client.js";
+import { fakeWebSocketClass } from "./fakes.mjs";
 
 const sockets = [];
 const timers = [];
 
-class FakeWebSocket {
-  constructor(url) {
-    this.url = url;
-    this.sent = [];
-    this.closedWith = null;
-    sockets.push(this);
-  }
-  send(text) { this.sent.push(JSON.parse(text)); }
-  close(code) { this.closedWith = code; }
-  open() { this.onopen?.({}); }
-  receive(frame) { this.onmessage?.({ data: JSON.stringify(frame) }); }
-  drop(code = 1006) { this.onclose?.({ code }); }
-}
+const FakeWebSocket = fakeWebSocketClass(sockets);
 
 const options = {
   WebSocket: FakeWebSocket,

@@ -1,22 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ProgressSocket, socketUrl } from "../../progress/static/progress/socket.js";
+import { fakeWebSocketClass } from "./fakes.mjs";
 
 function harness(options = {}) {
   const sockets = [];
-  class FakeWebSocket {
-    constructor(url) {
-      this.url = url;
-      this.sent = [];
-      this.closedWith = null;
-      sockets.push(this);
-    }
-    send(text) { this.sent.push(JSON.parse(text)); }
-    close(code) { this.closedWith = code; }
-    open() { this.onopen?.({}); }
-    receive(frame) { this.onmessage?.({ data: typeof frame === "string" ? frame : JSON.stringify(frame) }); }
-    drop(code = 1006) { this.onclose?.({ code }); }
-  }
+  const FakeWebSocket = fakeWebSocketClass(sockets);
   const timers = [];
   const events = { snapshots: [], jobs: [], errors: [], statuses: [] };
   const socket = new ProgressSocket("ws://test/ws/progress/", {

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Any
 
 import pytest
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.testing.websocket import WebsocketCommunicator
 from django.contrib.auth.models import User
+from django.test import override_settings
 
-from progress import JobDict, JobNotFound, ProgressConsumerMixin
+from progress import JobDict, JobNotFound, ProgressConsumerMixin, TooManySockets
 from progress.events import State
 from progress.models import Job
 from progress.publisher import get_publisher
@@ -31,6 +33,8 @@ class WatchingConsumer(ProgressConsumerMixin, AsyncJsonWebsocketConsumer):
             current = await self.watch_job(content["job"])
         except JobNotFound:
             await self.send_json({"error": "not_found"})
+            return
+        except TooManySockets:
             return
         await self.send_json({"current": current["state"]})
 
@@ -90,3 +94,32 @@ async def test_watching_all_of_the_users_jobs(alice: User, job: Job) -> None:
     await publish(job, State.PROGRESS, 3)
     assert (await receive(communicator))["update"] == "PROGRESS"
     await communicator.disconnect()
+
+
+async def test_a_logout_closes_a_watching_socket_and_the_user_limit_counts_it(
+    alice: User, job: Job
+) -> None:
+    await publish(job, State.STARTED)
+    communicator = await connect(alice)
+    await communicator.send_json_to({"all": True})
+    await receive(communicator)
+    # What a logout anywhere sends (progress/sessions.py): every session of the user.
+    await asyncio.wrap_future(get_publisher().end_session(alice.pk, ""))
+    closed = await communicator.receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": 4401}
+    await communicator.disconnect()
+
+
+async def test_past_max_sockets_the_watch_is_refused_and_the_socket_closed(
+    alice: User, job: Job
+) -> None:
+    await publish(job, State.STARTED)
+    with override_settings(PROGRESS={"REDIS_URL": os.environ["REDIS_URL"], "MAX_SOCKETS": 1}):
+        first = await connect(alice)
+        await first.send_json_to({"job": str(job.pk)})
+        assert await receive(first) == {"current": "STARTED"}
+        second = await connect(alice)
+        await second.send_json_to({"job": str(job.pk)})
+        assert await second.receive_output(timeout=5) == {"type": "websocket.close", "code": 4429}
+        await first.disconnect()
+        await second.disconnect()

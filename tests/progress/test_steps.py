@@ -54,19 +54,20 @@ def test_steps_name_the_step_and_fill_only_its_share_of_the_bar(
     with stages("Downloading", "Parsing", "Uploading") as steps:
         steps.next()
         set_progress(5, 10, "file 5")
-        state = settle(job, message="Step 1 of 3: Downloading — file 5")
-        assert (state["current"], state["total"], state["percent"]) == (0.5, 3, 16.67)
+        # The job's numbers are percent of the whole; the step's own counts are in the message.
+        state = settle(job, message="Step 1 of 3: Downloading — file 5 (5 / 10)")
+        assert (state["current"], state["total"], state["percent"]) == (16.67, 100, 16.67)
         steps.next()
-        settle(job, message="Step 2 of 3: Parsing", current=1)
+        settle(job, message="Step 2 of 3: Parsing", current=33.33)
         for _ in track(range(4)):
             pass
-        state = settle(job, current=2)
-        assert state["percent"] == 66.67
+        state = settle(job, current=66.67)
+        assert state["message"] == "Step 2 of 3: Parsing — 4 / 4"
         steps.next()
         set_progress(1, 2)
-        settle(job, current=2.5, message="Step 3 of 3: Uploading")
+        settle(job, current=83.33, message="Step 3 of 3: Uploading — 1 / 2")
     # The block ends with its whole share done.
-    state = settle(job, current=3, total=3)
+    state = settle(job, current=100, total=100)
     assert state["percent"] == 100
 
 
@@ -75,15 +76,17 @@ def test_nested_steps_divide_their_step_and_weights_divide_the_whole(
 ) -> None:
     for name in stages("Fetch", "Build", weights=[1, 3]):
         if name == "Fetch":
-            settle(job, message="Step 1 of 2: Fetch", current=0, total=4)
+            settle(job, message="Step 1 of 2: Fetch", current=0, total=100)
             continue
         for inner in stages("Compile", "Link"):
             if inner == "Link":
                 set_progress(1, 2, "libfoo")
-                state = settle(job, message="Step 2 of 2: Build — Step 2 of 2: Link — libfoo")
-                # Fetch (1) + half of Build (1.5) + half of Link's half (0.75).
-                assert state["current"] == 1 + 1.5 + 0.75
-    settle(job, current=4, total=4)
+                state = settle(
+                    job, message="Step 2 of 2: Build — Step 2 of 2: Link — libfoo (1 / 2)"
+                )
+                # Fetch (a quarter) + half of Build (37.5) + half of Link's half (18.75).
+                assert state["current"] == 25 + 37.5 + 18.75
+    settle(job, current=100, total=100)
 
 
 def test_a_bar_counts_like_tqdm_inside_a_step(running: JobReporter, job: Job) -> None:
@@ -92,10 +95,10 @@ def test_a_bar_counts_like_tqdm_inside_a_step(running: JobReporter, job: Job) ->
         with bar(total=4, message="rows") as counter:
             counter.update()
             counter.update(2)
-            state = settle(job, message="Step 1 of 2: Counting rows — rows")
-            assert state["current"] == 0.75 * 1
+            state = settle(job, message="Step 1 of 2: Counting rows — rows (3 / 4)")
+            assert state["current"] == 0.75 * 50
             counter.set(4, "all rows")
-        settle(job, message="Step 1 of 2: Counting rows — all rows", current=1)
+        settle(job, message="Step 1 of 2: Counting rows — all rows (4 / 4)", current=50)
 
 
 def test_an_exception_inside_steps_leaves_the_job_level_reporting_again(

@@ -38,7 +38,7 @@ async def test_a_job_yields_its_current_state_then_each_newer_one_and_ends(job: 
         await publish(job, State.PROGRESS, current)
     await publish(job, State.SUCCESS, 10)
     await asyncio.wait_for(reader, 5)
-    assert [s["state"] for s in seen][0] == "STARTED"
+    assert seen[0]["state"] == "STARTED"
     assert seen[-1]["state"] == "SUCCESS"
     seqs = [s["seq"] for s in seen]
     assert seqs == sorted(set(seqs))

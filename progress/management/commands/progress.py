@@ -197,11 +197,15 @@ class _JsonLines:
         self.out = out
 
     def show(self, state: JobDict) -> None:
-        self.out.write(json.dumps(state, separators=(",", ":")))
+        self.out.write(json.dumps(state, separators=(",", ":"), ensure_ascii=False))
         self.out.flush()
 
     def close(self) -> None:
         """Nothing to tidy."""
+
+
+_KNOWN = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+_UNKNOWN = "{desc}: {n_fmt} [{elapsed}{postfix}]"
 
 
 class _Bar:
@@ -210,14 +214,19 @@ class _Bar:
     def __init__(self, title: str) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(desc=title, total=None, file=sys.stderr, dynamic_ncols=True, leave=True)
+        self.bar = tqdm(
+            desc=title, total=None, file=sys.stderr, dynamic_ncols=True, bar_format=_UNKNOWN
+        )
 
     def show(self, state: JobDict) -> None:
         total = state.get("total")
         if total != self.bar.total:
             self.bar.reset(total=total)
+            # The job's own counts, not tqdm's rate: states arrive in jumps, throttled.
+            self.bar.bar_format = _KNOWN if total else _UNKNOWN
         self.bar.n = state.get("current") or 0
-        self.bar.set_postfix_str(f"{state['state']} {state.get('message') or ''}".strip())
+        text = f"{state['state']} {state.get('message') or ''}".strip()
+        self.bar.set_postfix_str(text, refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:

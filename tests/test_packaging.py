@@ -1,0 +1,75 @@
+"""`pip install` of this repository gives another project the `progress` app, whole."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import textwrap
+import zipfile
+from pathlib import Path
+
+from tests.support import PYTHON, ROOT
+
+# What a project that installs the wheel uses, beyond the Python modules.
+NEEDED = [
+    "progress/static/progress/client.js",
+    "progress/static/progress/widget.js",
+    "progress/static/progress/progress.css",
+    "progress/templates/progress/bar.html",
+    "progress/templatetags/progress.py",
+    "progress/migrations/0001_initial.py",
+    "progress/management/commands/progress.py",
+]
+
+
+def test_the_wheel_holds_the_app_and_works_outside_this_repository(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    shutil.copy(ROOT / "pyproject.toml", source)
+    (source / "docs").mkdir()
+    shutil.copy(ROOT / "docs" / "integrating.md", source / "docs")
+    shutil.copytree(ROOT / "progress", source / "progress",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [PYTHON, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(source)],
+        check=True, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    [wheel] = wheels.glob("django_live_progress-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert set(NEEDED) <= names
+    assert not any(name.split("/")[0] in {"tasks_site", "workers", "statements", "tests"}
+                   for name in names)  # fmt: skip
+
+    site = tmp_path / "site"
+    subprocess.run(
+        [PYTHON, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+        check=True, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    # Another project: its own settings, nothing of this repository on the path.
+    script = textwrap.dedent("""
+        import django
+        from django.conf import settings
+        settings.configure(
+            INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes",
+                            "django.contrib.staticfiles", "progress"],
+            TEMPLATES=[{"BACKEND": "django.template.backends.django.DjangoTemplates",
+                        "APP_DIRS": True}],
+            STATIC_URL="/static/",
+            PROGRESS={"REDIS_URL": "redis://127.0.0.1:1/0"},
+        )
+        django.setup()
+        import progress
+        from django.contrib.staticfiles import finders
+        from django.template.loader import get_template
+        from progress import launch, stages, subscribe, job_finished
+        assert finders.find("progress/client.js"), "no client.js"
+        get_template("progress/bar.html")
+        print(progress.__file__)
+    """)
+    done = subprocess.run(
+        [PYTHON, "-c", script], cwd=tmp_path, env={"PYTHONPATH": str(site), "PATH": "/usr/bin"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith(str(site))
