@@ -27,6 +27,7 @@ _PUBLIC = {
     "set_progress": "progress.reporter",
     "track": "progress.reporter",
     "attach_file": "progress.reporter",
+    "log": "progress.reporter",
     "stages": "progress.steps",
     "bar": "progress.steps",
     "ProgressRecorder": "progress.compat",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -28,6 +29,11 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION": 30 * 24 * 3600,
     # Who may see whose jobs: the dotted path of a rule (progress/permissions.py).
     "VISIBILITY": "progress.permissions.own_or_staff",
+    # Log lines a job keeps (in Redis while it runs, on its row once it ends); the
+    # newest are kept. Task code logs with `logging` or progress.log().
+    "LOG_LINES": 500,
+    # The lowest level of the `logging` records a job keeps ("DEBUG", "INFO", ...).
+    "LOG_LEVEL": "INFO",
     # Per-user limits; 0 means no limit.
     "MAX_RUNNING_JOBS": 0,
     "MAX_SOCKETS": 0,
@@ -55,7 +61,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 _NUMBERS = {key for key, value in DEFAULTS.items() if isinstance(value, int | float)}
-_TEXTS = {"VISIBILITY"}
+_TEXTS = {"VISIBILITY", "LOG_LEVEL"}
 
 
 def validate(user_settings: object) -> dict[str, Any]:
@@ -77,7 +83,12 @@ def validate(user_settings: object) -> dict[str, Any]:
     for key in _TEXTS & set(user_settings):
         value = user_settings[key]
         if not isinstance(value, str) or not value:
-            raise ImproperlyConfigured(f"PROGRESS[{key!r}] must be a dotted path, not {value!r}.")
+            raise ImproperlyConfigured(
+                f"PROGRESS[{key!r}] must be a non-empty string, not {value!r}."
+            )
+    level = user_settings.get("LOG_LEVEL", DEFAULTS["LOG_LEVEL"])
+    if not isinstance(logging.getLevelName(level), int):
+        raise ImproperlyConfigured(f"PROGRESS['LOG_LEVEL'] must be a logging level, not {level!r}.")
     return {**DEFAULTS, **user_settings}
 
 

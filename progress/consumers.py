@@ -20,6 +20,7 @@ from .events import (
     FrameError,
     error_frame,
     job_frame,
+    log_frame,
     parse_client_frame,
     snapshot_frame,
     user_group,
@@ -140,9 +141,15 @@ class ProgressConsumer(AsyncWebsocketConsumer):
             self.hub.expect(user_group(job.owner_id), {key: found.seq})
         # Always answer a subscribe with the job's state, even one the tab has seen.
         self.outbox.offer(key, found.seq, job_frame(found.json), force=True)
+        # Then its log: live lines from now on, and the kept ones (the page drops repeats by n).
+        self.outbox.logs_of.add(key)
+        lines = await database_sync_to_async(services.job_log)(job)
+        if lines:
+            self.outbox.offer_log(key, 0, log_frame(key, lines))
 
     async def _unsubscribe(self, job_id: str) -> None:
         job = await database_sync_to_async(services.get_visible_job)(self.user, job_id)
+        self.outbox.logs_of.discard(str(job.pk))
         watched = self.watching.pop(str(job.pk), None)
         if watched is not None and self.hub is not None:
             await self.hub.leave(*watched)

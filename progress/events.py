@@ -34,6 +34,7 @@ class EventType(enum.StrEnum):
 
     SNAPSHOT = "snapshot"
     JOB = "job"
+    LOG = "log"
     ERROR = "error"
 
 
@@ -80,6 +81,11 @@ LAYER_JOB_MESSAGE = "progress.job"
 # of one session (a logout), or of every session when `session` is empty.
 LAYER_SESSION_ENDED = "progress.session_ended"
 
+# The channel-layer message type that carries new log lines of a job to the hubs.
+LAYER_LOG_MESSAGE = "progress.log"
+# The longest log line a job keeps; longer ones are cut.
+MAX_LOG_LINE_LENGTH = 1000
+
 # What a job lost with its worker says, whoever notices the loss.
 WORKER_LOST_ERROR = "Worker lost: the process running this job stopped before it finished."
 
@@ -103,6 +109,27 @@ class JobDict(TypedDict):
     created: str
     started: str | None
     finished: str | None
+
+
+class LogLine(TypedDict):
+    """One log line of a job, as `log` frames carry it; `n` grows by one per line of the job."""
+
+    n: int
+    ts: float
+    level: str
+    text: str
+
+
+class LayerLogMessage(TypedDict):
+    """What the publisher puts into the channel layer for each batch of a job's log lines."""
+
+    type: str
+    group: str
+    job_id: str
+    # The `n` of the batch's last line.
+    last: int
+    # The whole `log` frame, encoded once and sent as-is to every watching socket.
+    frame: str
 
 
 class LayerSessionEnded(TypedDict):
@@ -164,6 +191,16 @@ def lease_key(job_id: uuid.UUID | str) -> str:
     return f"progress:lease:{uuid.UUID(str(job_id)).hex}"
 
 
+def log_key(job_id: uuid.UUID | str) -> str:
+    """The Redis list of a job's latest log lines, each the JSON of a LogLine."""
+    return f"progress:log:{uuid.UUID(str(job_id)).hex}"
+
+
+def log_count_key(job_id: uuid.UUID | str) -> str:
+    """The Redis counter of a job's log lines: the `n` of its last one."""
+    return f"progress:logn:{uuid.UUID(str(job_id)).hex}"
+
+
 def launches_key(user_id: int, window: int) -> str:
     """The Redis key that counts a user's launches in one minute."""
     return f"progress:launches:{int(user_id)}:{int(window)}"
@@ -187,8 +224,12 @@ def _number(value: float | None) -> float | int | None:
     return value
 
 
-def _dumps(value: Any) -> str:
+def dumps_compact(value: Any) -> str:
+    """JSON as the wire carries it: compact, UTF-8, and no NaN."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+_dumps = dumps_compact
 
 
 @dataclass(slots=True)
@@ -285,6 +326,20 @@ def job_message(group: str, job_id: str, seq: int, final: bool, frame: str) -> L
 def job_frame(job_json: str) -> str:
     """`{"type": "job", "job": ...}` around a job already encoded once."""
     return f'{{"type":"{EventType.JOB.value}","job":{job_json}}}'
+
+
+def log_frame(job_id: str, line_jsons: list[str]) -> str:
+    """`{"type": "log", "job": id, "lines": [...]}` around lines already encoded once."""
+    return (
+        f'{{"type":"{EventType.LOG.value}","job":{_dumps(str(job_id))},'
+        f'"lines":[{",".join(line_jsons)}]}}'
+    )
+
+
+def log_message(group: str, job_id: str, last: int, frame: str) -> LayerLogMessage:
+    """The channel-layer message that carries a batch of log lines to the hubs on `group`."""
+    return {"type": LAYER_LOG_MESSAGE, "group": group, "job_id": job_id, "last": last,
+            "frame": frame}  # fmt: skip
 
 
 _JOB_FRAME_HEAD = f'{{"type":"{EventType.JOB.value}","job":'

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ from . import services, sessions
 from .conf import progress_settings
 from .events import (
     LAYER_JOB_MESSAGE,
+    LAYER_LOG_MESSAGE,
     LAYER_SESSION_ENDED,
     CloseCode,
     LayerJobMessage,
@@ -34,6 +36,9 @@ from .events import (
 from .store import Latest
 
 logger = logging.getLogger(__name__)
+
+# Log frames one slow socket may have waiting; older ones are dropped.
+LOG_FRAMES_WAITING = 50
 
 # Backoff after a failed receive (Redis restarting): from 0.1 s up to this.
 MAX_RETRY_DELAY = 5.0
@@ -63,6 +68,12 @@ class OneJob:
         """Runs for each state of the owner's jobs."""
         if job_id == self.job_id:
             self.listener.offer(job_id, seq, frame)
+
+    def offer_log(self, job_id: str, last: int, frame: str) -> None:
+        """Runs for each batch of log lines of the owner's jobs."""
+        offer_log = getattr(self.listener, "offer_log", None)
+        if job_id == self.job_id and offer_log is not None:
+            offer_log(job_id, last, frame)
 
 
 @dataclass(slots=True, eq=False)
@@ -291,6 +302,9 @@ class Hub:
         if kind == LAYER_SESSION_ENDED:
             self._end_session(message)
             return
+        if kind == LAYER_LOG_MESSAGE:
+            self._dispatch_log(message)
+            return
         if kind != LAYER_JOB_MESSAGE:
             logger.warning("Hub ignored a message of type %r", kind)
             return
@@ -312,6 +326,26 @@ class Hub:
                 listener.offer(job_id, seq, frame)
             except Exception:
                 logger.exception("A listener failed on job %s", job_id)
+
+    def _dispatch_log(self, message: Mapping[str, Any]) -> None:
+        """Runs for each batch of log lines: to the listeners that take logs (sockets that
+        subscribed to the job)."""
+        entry = self._groups.get(message.get("group", ""))
+        if entry is None:
+            return
+        try:
+            job_id, last, frame = message["job_id"], message["last"], message["frame"]
+        except KeyError as exc:
+            logger.warning("Hub ignored a log message without %s", exc)
+            return
+        for listener in tuple(entry.listeners):
+            offer_log = getattr(listener, "offer_log", None)
+            if offer_log is None:
+                continue
+            try:
+                offer_log(job_id, last, frame)
+            except Exception:
+                logger.exception("A listener failed on the log of job %s", job_id)
 
     def _end_session(self, message: Mapping[str, Any]) -> None:
         """Runs when a user logged out somewhere: their sockets of that session close."""
@@ -486,15 +520,31 @@ class Outbox:
     states, and the final one, instead of a backlog.
     """
 
-    __slots__ = ("_busy", "_send", "_waiting", "closed", "seen")
+    __slots__ = ("_busy", "_logs", "_send", "_waiting", "closed", "logs_of", "seen")
 
     def __init__(self, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
         self._send = send
         # Busy until the consumer has sent its snapshot (resume()), so nothing overtakes it.
         self._busy = True
         self._waiting: dict[str, tuple[int, str]] = {}
+        # Log frames waiting, in order; unlike states, each carries lines of its own.
+        self._logs: deque[str] = deque(maxlen=LOG_FRAMES_WAITING)
         self.seen: dict[str, int] = {}
+        # Jobs whose log lines this socket takes: the ones it subscribed to.
+        self.logs_of: set[str] = set()
         self.closed = False
+
+    def offer_log(self, job_id: str, last: int, frame: str) -> None:
+        """Runs for each batch of log lines of a job in the socket's groups."""
+        if job_id not in self.logs_of or self.closed:
+            return
+        if self._busy:
+            # A socket that reads slowly loses the oldest batches; the page's replay on
+            # its next subscribe has the lines Redis keeps.
+            self._logs.append(frame)
+            return
+        self._busy = True
+        run_eagerly(self._write(frame))
 
     def offer(self, job_id: str, seq: int, frame: str, force: bool = False) -> None:
         """Runs for each new state of a job this socket watches; `force` resends a seen one."""
@@ -519,7 +569,7 @@ class Outbox:
             waiting = self._waiting.get(job_id)
             if waiting is not None and waiting[0] <= seq:
                 del self._waiting[job_id]
-        if self._waiting:
+        if self._waiting or self._logs:
             run_eagerly(self._write(None))
         else:
             self._busy = False
@@ -528,14 +578,18 @@ class Outbox:
         """Runs on disconnect: frames still waiting have nowhere to go."""
         self.closed = True
         self._waiting.clear()
+        self._logs.clear()
 
     async def _write(self, frame: str | None) -> None:
         try:
             if frame is not None:
                 await self._send({"type": "websocket.send", "text": frame})
-            while self._waiting and not self.closed:
-                job_id = next(iter(self._waiting))
-                _seq, frame = self._waiting.pop(job_id)
+            while (self._waiting or self._logs) and not self.closed:
+                if self._waiting:
+                    job_id = next(iter(self._waiting))
+                    _seq, frame = self._waiting.pop(job_id)
+                else:
+                    frame = self._logs.popleft()
                 await self._send({"type": "websocket.send", "text": frame})
         except Exception as exc:  # The client went away; its consumer's disconnect cleans up.
             logger.debug("Socket write failed: %r", exc)

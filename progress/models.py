@@ -44,6 +44,8 @@ class Job(models.Model):
     # What staff may read of a failure (the exception and its message); users see `error`.
     error_detail = models.TextField(blank=True)
     result_file = models.FileField(upload_to="progress/", blank=True)
+    # The log lines kept once the job ended (LogLine dicts); while it runs, Redis has them.
+    log = models.JSONField(default=list, blank=True)
     seq = models.PositiveIntegerField(default=0)
     ts = models.FloatField(default=0)
     created = models.DateTimeField(default=timezone.now, db_index=True)

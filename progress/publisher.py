@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import logging
 import os
 import threading
@@ -29,6 +30,8 @@ from .events import (
     State,
     job_frame,
     job_message,
+    log_frame,
+    log_message,
     user_group,
 )
 from .store import StateStore
@@ -43,6 +46,10 @@ SENDS_IN_FLIGHT = 16
 
 # Backoff between retries of states Redis could not take: from 0.1 s up to this.
 MAX_RETRY_DELAY = 2.0
+
+
+# A batch of log lines on its way: job id, owner id, lines, and a future done once sent.
+_LogBatch = tuple[str, int, list[str], concurrent.futures.Future[None]]
 
 
 class PublishDeferred(Exception):
@@ -81,6 +88,8 @@ class Publisher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._queue: asyncio.Queue[_Outgoing] | None = None
+        # Batches of log lines, as (job id, owner id, lines), sent in order by one coroutine.
+        self._log_queue: asyncio.Queue[_LogBatch] | None = None
         self._store: StateStore | None = None
         # Bounds the group sends in flight: redis-py's pool raises past its size.
         self._sending = asyncio.Semaphore(SENDS_IN_FLIGHT)
@@ -118,7 +127,9 @@ class Publisher:
         """Runs in the publisher thread for the life of the process."""
         asyncio.set_event_loop(loop)
         self._queue = asyncio.Queue()
+        self._log_queue = asyncio.Queue()
         loop.create_task(self._drain())
+        loop.create_task(self._drain_logs())
         loop.create_task(self._renew_leases())
         loop.call_soon(ready.set)
         loop.run_forever()
@@ -152,6 +163,43 @@ class Publisher:
         item = _Outgoing(state, floor)
         loop.call_soon_threadsafe(self._enqueue, item)
         return item.future
+
+    def publish_log(
+        self, job_id: str, owner_id: int, lines: list[str]
+    ) -> concurrent.futures.Future[None]:
+        """Queues a batch of a job's log lines (each a LogLine's JSON without its n); the
+        future is done once the batch is kept and sent, or given up."""
+        loop = self._ensure_loop()
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        loop.call_soon_threadsafe(self._enqueue_log, (job_id, owner_id, lines, done))
+        return done
+
+    def _enqueue_log(self, batch: _LogBatch) -> None:
+        assert self._log_queue is not None
+        self._log_queue.put_nowait(batch)
+
+    async def _drain_logs(self) -> None:
+        """Runs forever: numbers each batch of log lines in Redis, then sends it to the owner's
+        group. Lines Redis cannot take are dropped with a warning: logs are best-effort."""
+        assert self._log_queue is not None
+        while True:
+            job_id, owner_id, lines, done = await self._log_queue.get()
+            try:
+                assert self._store is not None
+                numbered = await self._store.append_log(
+                    job_id, lines, int(progress_settings.LOG_LINES)
+                )
+                group = user_group(owner_id)
+                last = int(json.loads(numbered[-1])["n"])
+                message = log_message(group, job_id, last, log_frame(job_id, numbered))
+                async with self._sending:
+                    await _layer().group_send(group, message)
+            except Exception as exc:  # The drain must outlive any one failure.
+                logger.warning(
+                    "Could not publish %d log lines of job %s: %r", len(lines), job_id, exc
+                )
+            finally:
+                done.set_result(None)
 
     def end_session(self, user_id: int, digest: str) -> concurrent.futures.Future[None]:
         """Tells every web process to close the user's sockets of that session ("" for all)."""

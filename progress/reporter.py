@@ -9,6 +9,7 @@ the latest state of a burst is never lost.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import threading
 import time
@@ -21,7 +22,7 @@ from django.utils import timezone
 
 from . import registry, services, signals
 from .conf import progress_settings
-from .events import JobState, State
+from .events import MAX_LOG_LINE_LENGTH, JobState, State, dumps_compact
 from .models import Job
 from .publisher import get_publisher
 
@@ -29,6 +30,13 @@ if TYPE_CHECKING:
     from .steps import Step
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
+
+# Log lines one throttle window sends at most; beyond them the oldest are cut.
+LOG_BATCH = 200
+# Seconds a finishing job waits for its last log lines to be kept.
+LOG_FLUSH_TIMEOUT = 5.0
 
 # Seconds over which the rate estimate forgets old speed; long enough that the
 # ETA does not jump, short enough to follow a job that speeds up.
@@ -39,6 +47,7 @@ _current: ContextVar[JobReporter | None] = ContextVar("progress_reporter", defau
 # Module-level bindings: in a loop of a million calls, each attribute lookup saved counts.
 _monotonic = time.monotonic
 _get_reporter = _current.get
+_dumps = dumps_compact
 
 
 class JobReporter:
@@ -64,6 +73,13 @@ class JobReporter:
         self._rate: float | None = None
         # The innermost step of stages() while one runs; None at the job's own level.
         self.scope: Step | None = None
+        # Log lines not sent yet (LogLine JSON without n), sent at most once per throttle
+        # window; the timer and the task's thread share them under _log_lock.
+        self._log_lock = threading.Lock()
+        self._log_lines: list[str] = []
+        self._log_skipped = 0
+        self._log_due = 0.0
+        self._log_timer = False
 
     # Lifecycle, called from Celery's signals.
 
@@ -88,6 +104,13 @@ class JobReporter:
     ) -> None:
         """Runs in task_success or task_failure: the final state goes out at once."""
         self._closed = True
+        # The last lines are kept before the final state, which copies them to the row.
+        sent = self._flush_log()
+        if sent is not None:
+            try:
+                sent.result(LOG_FLUSH_TIMEOUT)
+            except Exception as exc:  # Redis away: the lines are lost, the job still ends.
+                logger.warning("Last log lines of job %s not kept: %r", self.state.id, exc)
         state = dataclasses.replace(
             self.state,
             state=final,
@@ -110,6 +133,49 @@ class JobReporter:
             seq = future.result()
             if seq is not None and seq > self.floor:
                 self.floor = seq
+
+    # Log lines, from task code's logging and progress.log().
+
+    def log(self, text: object, level: str = "INFO") -> None:
+        """Runs for each log line of the task: kept in a batch sent once per throttle window."""
+        line = _dumps(
+            {"ts": round(time.time(), 3), "level": str(level),
+             "text": str(text)[:MAX_LOG_LINE_LENGTH]}
+        )  # fmt: skip
+        with self._log_lock:
+            self._log_lines.append(line)
+            if len(self._log_lines) > LOG_BATCH:
+                # A flood: the newest lines matter most, and a note says how many were cut.
+                del self._log_lines[0]
+                self._log_skipped += 1
+            if self._log_timer:
+                return
+            wait = self._log_due - _monotonic()
+            if wait > 0:
+                self._log_timer = True
+                self._publisher.call_later(wait, self._flush_log_later)
+                return
+        self._flush_log()
+
+    def _flush_log_later(self) -> None:
+        """Runs on the publisher's thread when a throttle window ends with lines unsent."""
+        with self._log_lock:
+            self._log_timer = False
+        self._flush_log()
+
+    def _flush_log(self) -> Future[None] | None:
+        """Hands the unsent lines to the publisher; the future is done once they are kept."""
+        with self._log_lock:
+            lines, self._log_lines = self._log_lines, []
+            if self._log_skipped:
+                note = f"… {self._log_skipped} lines skipped: more than {LOG_BATCH} at once"
+                lines.insert(0, _dumps({"ts": round(time.time(), 3), "level": "WARNING",
+                                        "text": note}))  # fmt: skip
+                self._log_skipped = 0
+            self._log_due = _monotonic() + self._throttle
+        if not lines:
+            return None
+        return self._publisher.publish_log(self.state.id, self.state.owner_id, lines)
 
     # Progress, called from task code.
 
@@ -253,6 +319,14 @@ def track(
     if total is None and hasattr(iterable, "__len__"):
         total = len(iterable)  # type: ignore[arg-type]
     yield from reporter.track(iterable, total, message)
+
+
+def log(text: object, level: str = "INFO") -> None:
+    """Adds a line to the running job's log, shown live on its page; does nothing outside a
+    job. Task code's `logging` records reach the same log (PROGRESS["LOG_LEVEL"])."""
+    reporter = _get_reporter()
+    if reporter is not None:
+        reporter.log(text, level)
 
 
 def attach_file(filename: str, content: bytes | str) -> str:

@@ -31,6 +31,7 @@ from .events import (
     JobDict,
     JobState,
     State,
+    dumps_compact,
     parse_job_id,
 )
 from .exceptions import JobNotFound, TooManyJobs, TooManyLaunches
@@ -286,10 +287,38 @@ def commit_state(state: JobState, floor: int = 0, detail: str = "") -> int | Non
             error_detail=detail[:MAX_DETAIL_LENGTH],
             finished=datetime.fromisoformat(state.finished or _now_iso()),
         )
+    if state.is_final:
+        fields["log"] = _kept_log(state.id)
     updated = Job.objects.filter(pk=state.id).exclude(state__in=FINAL_STATES).update(**fields)
     if updated:
         _announce(state, seq)
     return seq
+
+
+def _kept_log(job_id: str) -> list[dict[str, Any]]:
+    """The job's log lines Redis keeps, for its row once it ends; none if Redis is away."""
+    try:
+        publisher = get_publisher()
+        lines = publisher.call(publisher.store.get_log(job_id))
+    except _STORE_ERRORS as exc:
+        logger.warning("Log of job %s unavailable from Redis: %r", job_id, exc)
+        return []
+    return [json.loads(line) for line in lines]
+
+
+def job_log(job: Job) -> list[str]:
+    """The job's kept log lines, oldest first, as JSON: Redis's while it has them, else the
+    row's."""
+    try:
+        publisher = get_publisher()
+        lines = publisher.call(publisher.store.get_log(str(job.pk)))
+    except _STORE_ERRORS as exc:
+        logger.warning("Log of job %s unavailable from Redis: %r", job.pk, exc)
+        lines = []
+    if lines:
+        return lines
+    stored = Job.objects.filter(pk=job.pk).values_list("log", flat=True).first() or []
+    return [dumps_compact(line) for line in stored]
 
 
 def _announce(state: JobState, seq: int) -> None:

@@ -19,6 +19,8 @@ from .events import (
     JobState,
     launches_key,
     lease_key,
+    log_count_key,
+    log_key,
     sockets_key,
     state_key,
 )
@@ -81,6 +83,24 @@ end
 return lost
 """
 
+# Appends a batch of a job's log lines: numbers them (n), keeps the newest ARGV[1],
+# and returns them encoded. Each ARGV line is its JSON object without the leading
+# "{", so that n can be put first without decoding it.
+_APPEND_LOG = """
+local count = #ARGV - 2
+local last = redis.call('INCRBY', KEYS[2], count)
+local lines = {}
+for i = 1, count do
+  local line = '{"n":' .. (last - count + i) .. ',' .. ARGV[i + 2]
+  lines[i] = line
+  redis.call('RPUSH', KEYS[1], line)
+end
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[1]), -1)
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return lines
+"""
+
 # Counts one launch in the user's current minute; returns the count so far.
 _COUNT_LAUNCH = """
 local count = redis.call('INCR', KEYS[1])
@@ -128,6 +148,7 @@ class StateStore:
         self._add_socket = self.redis.register_script(_ADD_SOCKET)
         self._check_leases = self.redis.register_script(_CHECK_LEASES)
         self._count_launch = self.redis.register_script(_COUNT_LAUNCH)
+        self._append_log = self.redis.register_script(_APPEND_LOG)
 
     async def save(self, state: JobState, floor: int = 0) -> tuple[int, str] | None:
         """Stores a new state; returns (seq, json), or None when the job has already ended."""
@@ -175,10 +196,31 @@ class StateStore:
         }
 
     async def delete_states(self, job_ids: Sequence[str]) -> int:
-        """Forgets the states of purged jobs; returns how many Redis still held."""
+        """Forgets the states and logs of purged jobs; returns how many states Redis held."""
         if not job_ids:
             return 0
-        return int(await self.redis.delete(*(state_key(job_id) for job_id in job_ids)))
+        logs = [key for job_id in job_ids for key in (log_key(job_id), log_count_key(job_id))]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(*(state_key(job_id) for job_id in job_ids))
+            pipe.delete(*logs)
+            deleted, _logs = await pipe.execute()
+        return int(deleted)
+
+    # Log lines of running jobs.
+
+    async def append_log(self, job_id: str, lines: Sequence[str], keep: int) -> list[str]:
+        """Numbers and keeps a batch of log lines (JSON objects); returns them with their n."""
+        if not lines:
+            return []
+        bodies = [line[1:] for line in lines]
+        keys = [log_key(job_id), log_count_key(job_id)]
+        return [
+            str(line) for line in await self._append_log(keys=keys, args=[keep, self.ttl, *bodies])
+        ]
+
+    async def get_log(self, job_id: str) -> list[str]:
+        """The job's kept log lines, oldest first, as JSON."""
+        return [str(line) for line in await self.redis.lrange(log_key(job_id), 0, -1)]
 
     async def epoch(self) -> str:
         """A value that stays the same for as long as Redis keeps its data."""

@@ -26,7 +26,7 @@ from celery.signals import (
 )
 from django.core.serializers.json import DjangoJSONEncoder
 
-from . import services
+from . import logs, services
 from .events import WORKER_LOST_ERROR, State, parse_job_id
 from .exceptions import JobError
 from .models import Job
@@ -64,6 +64,7 @@ def error_detail(exc: BaseException) -> str:
 def _start_publisher(**kwargs: Any) -> None:
     """Runs in each worker child right after fork: opens its publisher before the first task."""
     get_publisher().store  # noqa: B018 - starting the loop thread is the point.
+    logs.install()
 
 
 @task_prerun.connect

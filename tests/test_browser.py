@@ -149,6 +149,8 @@ def test_a_real_jobs_message_and_result_render_as_text_on_both_pages(
     job_row = page.locator(f'article[data-job-id="{job_id}"]')
     expect(job_row.locator('[data-field="message"]')).to_have_text(HOSTILE)
     expect(page.locator("dl.params dd").last).to_have_text(HOSTILE)
+    # Its log lines too, written by the task's logging calls.
+    expect(page.locator("[data-job-log] .log-text").last).to_have_text(f"step 3 of 3: {HOSTILE}")
     assert page.locator("main img, main script:not([type])").count() == 0
     assert page.evaluate("() => document.body.dataset.pwned") is None
     context.close()
@@ -185,4 +187,36 @@ def test_logging_out_in_one_tab_signs_the_others_out(stack: Stack, browser: Brow
     status = watching.locator("[data-connection]")
     expect(status).to_have_attribute("data-status", "signed-out", timeout=5_000)
     expect(status).to_contain_text("signed out")
+    context.close()
+
+
+def test_the_job_page_streams_the_log_and_a_reload_replays_it_without_repeats(
+    stack: Stack, browser: Browser
+) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    log_in(page, stack, "alice")
+    form = page.locator('form[data-task="tests.echo"]')
+    form.locator('[name="text"]').fill("working")
+    form.locator('[name="steps"]').fill("40")
+    form.locator('[name="delay"]').fill("0.1")
+    form.get_by_role("button", name="Launch").click()
+    row = page.locator("article[data-job-id]").first
+    expect(row).to_have_attribute("data-state", "PROGRESS", timeout=15_000)
+    page.goto(f"{stack.base_url}/jobs/{row.get_attribute('data-job-id')}/")
+    lines = page.locator("[data-job-log] li")
+    # Lines written before the page opened are replayed; new ones stream in while it runs.
+    expect(lines.first).to_contain_text("step 1 of 40: working", timeout=10_000)
+    expect(page.locator("[data-log-empty]")).to_be_hidden()
+    expect(page.locator("article[data-job-id]")).to_have_attribute("data-state", "PROGRESS")
+    shoot(page, "job-log.png")
+    expect(page.locator("article[data-job-id]")).to_have_attribute(
+        "data-state", "SUCCESS", timeout=20_000
+    )
+    expect(lines.last).to_contain_text("step 40 of 40: working", timeout=5_000)
+    expect(lines).to_have_count(40)
+    page.reload()
+    expect(lines.last).to_contain_text("step 40 of 40: working", timeout=10_000)
+    numbers = [int(n) for n in lines.evaluate_all("(items) => items.map((i) => i.dataset.n)")]
+    assert numbers == list(range(1, 41)), "lines repeated or out of order after the reload"
     context.close()

@@ -178,3 +178,14 @@ test("a session ended by logout (4401) stops reconnecting and says signed out", 
   assert.equal(timers.length, 0, "no reconnect: the handshake would be refused");
   assert.equal(sockets.length, 1);
 });
+
+test("log frames reach onLog; malformed ones are dropped", () => {
+  const logs = [];
+  const { socket, sockets } = harness({ onLog: (frame) => logs.push(frame) });
+  socket.connect();
+  sockets[0].open();
+  sockets[0].receive({ type: "log", job: "a", lines: [{ n: 1, text: "hi" }] });
+  sockets[0].receive({ type: "log", job: "a", lines: "nope" });
+  sockets[0].receive({ type: "log", lines: [] });
+  assert.deepEqual(logs.map((frame) => frame.lines.length), [1]);
+});

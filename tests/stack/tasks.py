@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from celery import shared_task
 from django import forms
 
 from progress import register, set_progress
+
+logger = logging.getLogger(__name__)
 
 
 class EchoForm(forms.Form):
@@ -23,6 +26,8 @@ def echo(text: str, steps: int = 3, delay: float = 0.1) -> dict[str, str]:
     for step in range(1, steps + 1):
         time.sleep(delay)
         set_progress(step, steps, text)
+        # Into the job's log as well, through the standard logging module.
+        logger.info("step %d of %d: %s", step, steps, text)
     return {"note": text}
 
 

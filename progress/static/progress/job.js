@@ -2,6 +2,7 @@
 
 import { JobStore } from "./jobs.js";
 import { renderJob } from "./bars.js";
+import { LogStore, renderLog } from "./logs.js";
 import { ProgressSocket, socketUrl } from "./socket.js";
 import { createAnnouncer, readJSON, showStatus, wireCancel } from "./page.js";
 
@@ -13,6 +14,9 @@ function start(root) {
   const initial = readJSON("progress-job-initial");
   const titles = initial && title ? { [initial.task]: title } : {};
   const announcer = createAnnouncer(document.querySelector("[data-announce]"), titles);
+  const logList = root.querySelector("[data-job-log]");
+  const logEmpty = root.querySelector("[data-log-empty]");
+  const logs = new LogStore();
 
   const show = (job) => {
     if (job.id !== jobId) return;
@@ -30,6 +34,11 @@ function start(root) {
     onStatus: (status) => showStatus(connection, status),
     onSnapshot: (jobs) => jobs.forEach(show),
     onJob: show,
+    onLog: (frame) => {
+      if (frame.job !== jobId || !logList) return;
+      renderLog(logList, logs, logs.apply(frame.lines));
+      if (logEmpty) logEmpty.hidden = logs.size > 0;
+    },
     onError: (frame) => {
       if (frame.error === "not_found") showStatus(connection, "unavailable");
       else console.warn("progress socket:", frame.error, frame.detail ?? "");

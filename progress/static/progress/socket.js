@@ -46,6 +46,7 @@ export class ProgressSocket {
     this.#on = {
       snapshot: options.onSnapshot ?? noop,
       job: options.onJob ?? noop,
+      log: options.onLog ?? noop,
       error: options.onError ?? noop,
       status: options.onStatus ?? noop,
     };
@@ -145,6 +146,8 @@ export class ProgressSocket {
       this.#on.snapshot(accepted);
     } else if (frame.type === "job") {
       if (this.store.apply(frame.job)) this.#on.job(frame.job);
+    } else if (frame.type === "log") {
+      if (typeof frame.job === "string" && Array.isArray(frame.lines)) this.#on.log(frame);
     } else if (frame.type === "error") {
       this.#on.error(frame);
     }
