@@ -30,9 +30,9 @@ $(VENV)/.test: requirements/test.txt $(VENV)/.base
 # Debian's Chromium for the browser tests (never `playwright install`), and
 # node for the JavaScript tests.
 .system-deps:
-	@command -v chromium >/dev/null 2>&1 && command -v node >/dev/null 2>&1 || { \
-		echo "==> Installing Debian's chromium and nodejs"; \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium nodejs >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 && command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { \
+		echo "==> Installing Debian's chromium, nodejs and npm"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium nodejs npm >/dev/null; }
 
 run: $(VENV)/.base
 	@bin/run
@@ -50,7 +50,13 @@ test-js: .system-deps
 	@echo "==> JavaScript unit tests (node --test)"
 	@node --test tests/js/
 
-test-py: $(VENV)/.test .system-deps
+# axe-core for the accessibility checks of the browser tests (package-lock.json).
+node_modules/.installed: package.json package-lock.json .system-deps
+	@echo "==> npm ci (axe-core, for the browser tests' accessibility checks)"
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+test-py: $(VENV)/.test .system-deps node_modules/.installed
 	@echo "==> pytest (starts its own Redis, Celery worker, uvicorn and Chromium)"
 	@$(PY) -m pytest
 
@@ -73,4 +79,4 @@ screenshots: $(VENV)/.test .system-deps
 	@PROGRESS_SCREENSHOTS=docs/img $(PY) -m pytest tests/test_browser.py tests/statements/test_browser.py -q
 
 clean:
-	rm -rf $(VENV) staticfiles run .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) node_modules staticfiles run .pytest_cache .mypy_cache .ruff_cache .hypothesis

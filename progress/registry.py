@@ -157,6 +157,11 @@ def launchable() -> list[LaunchableTask]:
     return sorted((spec for spec in _registry.values() if spec.public), key=lambda s: s.title)
 
 
+def titles() -> dict[str, str]:
+    """Every registered task's title by name, public or not: all are the user's jobs."""
+    return {name: spec.title for name, spec in _registry.items()}
+
+
 def title_of(name: str) -> str:
     spec = _registry.get(name)
     return spec.title if spec else name

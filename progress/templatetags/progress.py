@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import template
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 
 from progress import registry, services
 from progress.exceptions import JobNotFound
@@ -46,4 +46,26 @@ def progress_bar(context: template.Context, job: Job | str, cancel: bool = True)
             reverse("progress:api-job-cancel", args=[_ID]).replace(_ID, "{id}") if cancel else ""
         ),
         "initial_id": f"progress-initial-{found.pk}",
+    }
+
+
+@register.inclusion_tag("progress/tray.html", takes_context=True)
+def progress_tray(context: template.Context) -> dict[str, Any]:
+    """Renders where a base template says `{% progress_tray %}`: the signed-in user's jobs,
+    live on every page, with a notice when one ends. Nothing for anonymous visitors."""
+    request = context.get("request")
+    user = getattr(request, "user", None) or context.get("user")
+    if user is None or not user.is_authenticated:
+        return {"show": False}
+    try:
+        history_url = reverse("progress:history")
+    except NoReverseMatch:
+        history_url = ""
+    return {
+        "show": True,
+        "ws_url": "/ws/progress/",
+        "job_url": reverse("progress:job", args=[_ID]).replace(_ID, "{id}"),
+        "dashboard_url": reverse("progress:dashboard"),
+        "history_url": history_url,
+        "titles": registry.titles(),
     }

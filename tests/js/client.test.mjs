@@ -284,3 +284,31 @@ test("requests left unanswered by a dropped connection do not take the new one's
   sockets[1].receive({ type: "error", error: "not_found", detail: "No such job." });
   assert.deepEqual(hidden.events.errors, ["not_found"]);
 });
+
+test("a watch gets its job's log frames and the connection status, not other jobs' logs", async () => {
+  const logs = [];
+  const statuses = [];
+  watch("a", { onLog: (frame) => logs.push(frame.lines.length), onStatus: (s) => statuses.push(s) }, options);
+  const ws = sockets[0];
+  live(ws, [job("a", 1)]);
+  ws.receive({ type: "log", job: "a", lines: [{ n: 1, text: "x" }, { n: 2, text: "y" }] });
+  ws.receive({ type: "log", job: "b", lines: [{ n: 1, text: "not mine" }] });
+  await settle();
+  assert.deepEqual(logs, [2]);
+  assert.deepEqual(statuses, ["connecting", "live"]);
+});
+
+test("keepAfterFinish keeps the watch subscribed after the final state, for late log lines", async () => {
+  const logs = [];
+  let finishes = 0;
+  watch("a", { keepAfterFinish: true, onFinish: () => (finishes += 1), onLog: (f) => logs.push(f) }, options);
+  const ws = sockets[0];
+  live(ws, [job("a", 1)]);
+  ws.receive({ type: "job", job: job("a", 2, "FAILURE") });
+  ws.receive({ type: "log", job: "a", lines: [{ n: 9, text: "last words" }] });
+  await settle();
+  assert.equal(finishes, 1);
+  assert.equal(logs.length, 1);
+  assert.equal(ws.sent.filter((frame) => frame.action === "unsubscribe").length, 0);
+  assert.equal(ws.closedWith, null);
+});

@@ -55,6 +55,7 @@ class Connection {
       random: options.random,
       onSnapshot: (jobs) => this.#snapshot(jobs),
       onJob: (job) => this.#job(job),
+      onLog: (frame) => this.#log(frame),
       onError: (frame) => this.#error(frame),
       onStatus: (status) => this.#status(status),
     });
@@ -112,6 +113,12 @@ class Connection {
 
   #status(status) {
     for (const watch of [...this.userWatches]) watch.status(status);
+    for (const watches of [...this.jobWatches.values()]) for (const watch of [...watches]) watch.status(status);
+  }
+
+  // The server sends a job's log lines only to sockets that subscribed to it, as a watch does.
+  #log(frame) {
+    for (const watch of [...(this.jobWatches.get(frame.job) ?? [])]) watch.log(frame);
   }
 
   #toJobWatches(job) {
@@ -127,6 +134,7 @@ class Connection {
     if (!this.socket.isSubscribed(id)) this.socket.subscribe(id);
     // Deferred so callbacks never run before watch() has returned its stop().
     queueMicrotask(() => {
+      if (this.socket.status) watch.status(this.socket.status);
       const known = this.socket.store.get(id);
       if (known) watch.update(known);
     });
@@ -186,15 +194,24 @@ export function watch(jobId, callbacks = {}, options = {}) {
   if (typeof jobId !== "string" || jobId === "") throw new TypeError("watch() needs a job id");
   const connection = connectionFor(options);
   const seen = new Map();
+  let shownStatus = null;
   const watcher = {
     jobId,
     active: true,
+    status(status) {
+      if (!watcher.active || status === shownStatus) return;
+      shownStatus = status;
+      call(callbacks.onStatus, status);
+    },
+    log(frame) {
+      if (watcher.active) call(callbacks.onLog, frame);
+    },
     update(job) {
       if (!watcher.active || !newer(seen, job)) return;
       call(callbacks.onUpdate, job);
       if (!isFinal(job.state) || !watcher.active) return;
       call(callbacks.onFinish, job);
-      stop();
+      if (!callbacks.keepAfterFinish) stop();
     },
     error(frame) {
       if (watcher.active) call(callbacks.onError, frame);

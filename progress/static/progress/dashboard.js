@@ -1,8 +1,8 @@
 // Dashboard page entry: live list of the user's jobs, launch forms and cancel buttons.
 
-import { isFinal, JobStore } from "./jobs.js";
+import { JobStore } from "./jobs.js";
 import { renderJob } from "./bars.js";
-import { ProgressSocket, socketUrl } from "./socket.js";
+import { watchUser } from "./client.js";
 import { wireLaunchForm } from "./launch.js";
 import { taskTitle } from "./format.js";
 import { createAnnouncer, readJSON, showStatus, wireCancel } from "./page.js";
@@ -18,39 +18,39 @@ function start(root) {
   let seeded = false;
 
   const show = (job) => {
+    // The launch answer and the socket may bring the same state; only a newer one draws.
+    if (!store.apply(job)) return;
     renderJob(list, job, { titles, jobUrl });
     if (empty) empty.hidden = true;
     announcer.job(job);
-    if (isFinal(job.state)) socket.unsubscribe(job.id);
   };
 
-  const socket = new ProgressSocket(socketUrl(wsUrl, window.location), {
-    store,
-    onStatus: (status) => showStatus(connection, status),
-    onSnapshot: (jobs) => {
-      // Jobs already finished when the page opened are history, not news.
-      if (!seeded) announcer.seed(jobs);
-      seeded = true;
-      jobs.forEach(show);
-      if (empty) empty.hidden = store.size > 0;
+  // The page's one socket, shared with the tray (client.js): every state of the user's jobs.
+  watchUser(
+    {
+      onStatus: (status) => showStatus(connection, status),
+      onSnapshot: (jobs) => {
+        // Jobs already finished when the page opened are history, not news.
+        if (!seeded) announcer.seed(jobs);
+        seeded = true;
+        jobs.forEach(show);
+        if (empty) empty.hidden = store.size > 0;
+      },
+      onJob: show,
     },
-    onJob: show,
-    onError: (frame) => console.warn("progress socket:", frame.error, frame.detail ?? ""),
-  });
+    { url: wsUrl },
+  );
 
   for (const form of root.querySelectorAll("form[data-launch]")) {
     wireLaunchForm(form, {
       jobsUrl,
       onLaunched: (job) => {
         announcer.say(`${taskTitle(titles, job.task)} launched`);
-        if (store.apply(job)) show(job);
-        // Covers a server that only streams subscribed jobs; dropped again once final.
-        if (!isFinal(store.get(job.id)?.state)) socket.subscribe(job.id);
+        show(job);
       },
     });
   }
   wireCancel(list, cancelUrl);
-  socket.connect();
 }
 
 const root = document.querySelector("[data-progress-dashboard]");

@@ -1,9 +1,9 @@
-// Job page entry: one job's live row, rendered first from the server-embedded state.
+// Job page entry: one job's live row and log, rendered first from the server-embedded state.
 
 import { JobStore } from "./jobs.js";
 import { renderJob } from "./bars.js";
 import { LogStore, renderLog } from "./logs.js";
-import { ProgressSocket, socketUrl } from "./socket.js";
+import { watch } from "./client.js";
 import { createAnnouncer, readJSON, showStatus, wireCancel } from "./page.js";
 
 function start(root) {
@@ -19,34 +19,35 @@ function start(root) {
   const logs = new LogStore();
 
   const show = (job) => {
-    if (job.id !== jobId) return;
+    // The embedded state and the socket's answer are often the same seq.
+    if (job.id !== jobId || !store.apply(job)) return;
     renderJob(list, job, { titles, jobUrl, heading: "h2" });
     announcer.job(job);
   };
 
-  if (initial?.id === jobId && store.apply(initial)) {
+  if (initial?.id === jobId) {
     announcer.seed([initial]);
     show(initial);
   }
 
-  const socket = new ProgressSocket(socketUrl(wsUrl, window.location), {
-    store,
-    onStatus: (status) => showStatus(connection, status),
-    onSnapshot: (jobs) => jobs.forEach(show),
-    onJob: show,
-    onLog: (frame) => {
-      if (frame.job !== jobId || !logList) return;
-      renderLog(logList, logs, logs.apply(frame.lines));
-      if (logEmpty) logEmpty.hidden = logs.size > 0;
+  // The page's one socket, shared with the tray and any widget (client.js).
+  watch(
+    jobId,
+    {
+      // Stays subscribed after the end: the last log lines may follow the final state.
+      keepAfterFinish: true,
+      onStatus: (status) => showStatus(connection, status),
+      onUpdate: show,
+      onLog: (frame) => {
+        if (!logList) return;
+        renderLog(logList, logs, logs.apply(frame.lines));
+        if (logEmpty) logEmpty.hidden = logs.size > 0;
+      },
+      onError: () => showStatus(connection, "unavailable"),
     },
-    onError: (frame) => {
-      if (frame.error === "not_found") showStatus(connection, "unavailable");
-      else console.warn("progress socket:", frame.error, frame.detail ?? "");
-    },
-  });
-  socket.subscribe(jobId);
+    { url: wsUrl },
+  );
   wireCancel(list, cancelUrl);
-  socket.connect();
 }
 
 const root = document.querySelector("[data-progress-job]");

@@ -1,0 +1,135 @@
+"""Accessibility in Chromium: axe-core finds no serious violation on any page, in light and
+dark mode; phones get one column with nothing wider than the screen; the keyboard alone
+launches and cancels a job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.conftest import Stack, csrf, launch, log_in
+from tests.support import ROOT
+from tests.test_browser import shoot
+
+pytestmark = pytest.mark.browser
+
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+SERIOUS = {"serious", "critical"}
+
+
+def serious_violations(page: Page) -> list[dict[str, Any]]:
+    """What axe-core (from npm, no CDN) finds serious or critical on the page as it stands."""
+    if not AXE.exists():
+        pytest.fail("axe-core is not installed; `make test` runs npm ci.")
+    page.add_script_tag(path=str(AXE))
+    results: dict[str, Any] = page.evaluate(
+        "async () => await axe.run(document, {resultTypes: ['violations']})"
+    )
+    return [
+        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:5]}
+        for v in results["violations"]
+        if v["impact"] in SERIOUS
+    ]
+
+
+def pages_with_jobs(stack: Stack, page: Page) -> dict[str, str]:
+    """Pages of a user with a running, a finished and a failed job, each to be checked."""
+    client = stack.login("staff")
+    try:
+        running = launch(client, steps=300, delay=0.1)
+        done = launch(client, "tests.echo", text="a line", steps=2, delay=0.01)
+        launch(client, steps=3, delay=0.01, fail_at=2)
+        page.goto(f"{stack.base_url}/")
+        expect(page.locator(f'article[data-job-id="{done["id"]}"]')).to_have_attribute(
+            "data-state", "SUCCESS", timeout=15_000
+        )
+        return {
+            "dashboard": "/",
+            "job page": f"/jobs/{running['id']}/",
+            "finished job page": f"/jobs/{done['id']}/",
+            "statements": "/statements/",
+            "_cancel": f"/api/jobs/{running['id']}/cancel/",
+        }
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_no_page_has_a_serious_accessibility_violation(
+    stack: Stack, browser: Browser, scheme: str
+) -> None:
+    context = browser.new_context(color_scheme=scheme)  # type: ignore[arg-type]
+    page = context.new_page()
+    page.goto(f"{stack.base_url}/accounts/login/")
+    found = {"login": serious_violations(page)}
+    log_in(page, stack, "staff")
+    paths = pages_with_jobs(stack, page)
+    cancel = paths.pop("_cancel")
+    for name, path in paths.items():
+        page.goto(f"{stack.base_url}{path}")
+        expect(page.locator("[data-connection], [data-statements]").first).to_be_visible()
+        page.wait_for_timeout(300)  # Lets the first live frames draw.
+        found[name] = serious_violations(page)
+    # The open tray panel, and a toast.
+    page.goto(f"{stack.base_url}/")
+    page.locator("[data-tray-toggle]").click()
+    found["tray"] = serious_violations(page)
+    client = stack.login("staff")
+    client.post(cancel, headers=csrf(client))
+    client.close()
+    assert {name: v for name, v in found.items() if v} == {}
+    context.close()
+
+
+@pytest.mark.parametrize(("path", "name"), [("/", "phone.png"), ("/statements/", None)])
+def test_at_phone_width_pages_fit_the_screen(
+    stack: Stack, browser: Browser, path: str, name: str | None
+) -> None:
+    context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True)
+    page = context.new_page()
+    log_in(page, stack, "alice")
+    page.goto(f"{stack.base_url}{path}")
+    page.wait_for_timeout(300)
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 375, f"the page is {width}px wide on a 375px screen"
+    if name:
+        shoot(page, name)
+    context.close()
+
+
+def test_dark_mode_follows_the_system(stack: Stack, browser: Browser) -> None:
+    colours = {}
+    for scheme in ("light", "dark"):
+        context = browser.new_context(color_scheme=scheme)  # type: ignore[arg-type]
+        page = context.new_page()
+        log_in(page, stack, "alice")
+        colours[scheme] = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+        if scheme == "dark":
+            shoot(page, "dark.png")
+        context.close()
+    assert colours["light"] != colours["dark"]
+
+
+def test_the_keyboard_alone_launches_and_cancels_a_job(stack: Stack, browser: Browser) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    log_in(page, stack, "bob")
+    form = page.locator('form[data-task="demo.count"]')
+    steps = form.locator('input[name="steps"]')
+    steps.focus()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("500")
+    page.keyboard.press("Tab")  # delay
+    page.keyboard.press("Control+A")
+    page.keyboard.type("0.1")
+    page.keyboard.press("Enter")  # submits the form
+    row = page.locator("article[data-job-id]").first
+    expect(row).to_have_attribute("data-state", "PROGRESS", timeout=15_000)
+    cancel = row.get_by_role("button", name="Cancel")
+    cancel.focus()
+    expect(cancel).to_be_focused()
+    page.keyboard.press("Space")
+    expect(row).to_have_attribute("data-state", "REVOKED", timeout=10_000)
+    context.close()
