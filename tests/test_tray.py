@@ -34,10 +34,12 @@ def sockets_opened(page: Page) -> list[str]:
 def test_the_tray_follows_jobs_across_tabs_on_one_socket_each(
     stack: Stack, browser: Browser
 ) -> None:
+    # A user of its own: no other job of theirs ends during the test.
+    stack.create_users({"tray1": False})
     context = browser.new_context()
     dashboard = context.new_page()
     dashboard_sockets = sockets_opened(dashboard)
-    log_in(dashboard, stack, "alice")
+    log_in(dashboard, stack, "tray1")
     other = context.new_page()
     other_sockets = sockets_opened(other)
     other.goto(f"{stack.base_url}/statements/")
@@ -64,10 +66,11 @@ def test_the_tray_follows_jobs_across_tabs_on_one_socket_each(
 def test_a_hidden_tab_shows_a_system_notification_and_a_visible_one_a_toast(
     stack: Stack, browser: Browser
 ) -> None:
+    stack.create_users({"tray2": False})
     context = browser.new_context()
     context.add_init_script(FAKE_NOTIFICATIONS)
     visible = context.new_page()
-    log_in(visible, stack, "bob")
+    log_in(visible, stack, "tray2")
     hidden = context.new_page()
     hidden.goto(f"{stack.base_url}/statements/")
     expect(hidden.locator("[data-progress-tray]")).to_have_attribute("data-running", "0")
