@@ -12,7 +12,7 @@ help:
 	@echo "make test    - install test tools, then lint, type-check and run every test"
 	@echo "make bench   - measure the worker side, the fan-out and idle sockets (docs/performance.md)"
 	@echo "make bench-servers - compare uvicorn and daphne for /ws/progress/"
-	@echo "make screenshots - retake the README's screenshot in headless Chromium"
+	@echo "make screenshots - retake the screenshots of the README and docs/ui.md in headless Chromium"
 
 $(VENV)/.base: requirements/base.txt
 	@echo "==> Creating $(VENV) and installing requirements/base.txt (the first run takes a minute)"
@@ -28,11 +28,17 @@ $(VENV)/.test: requirements/test.txt $(VENV)/.base
 	@touch $@
 
 # Debian's Chromium for the browser tests (never `playwright install`), and
-# node for the JavaScript tests.
+# node for the JavaScript tests; only what is missing, since nodesource's nodejs
+# ships npm and conflicts with Debian's npm package.
 .system-deps:
-	@command -v chromium >/dev/null 2>&1 && command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { \
-		echo "==> Installing Debian's chromium, nodejs and npm"; \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium nodejs npm >/dev/null; }
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+		echo "==> Installing Debian's$$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 run: $(VENV)/.base
 	@bin/run
@@ -75,8 +81,10 @@ bench: $(VENV)/.test
 bench-servers: $(VENV)/.test
 	@$(PY) bench/asgi_servers.py
 
-screenshots: $(VENV)/.test .system-deps
-	@PROGRESS_SCREENSHOTS=docs/img $(PY) -m pytest tests/test_browser.py tests/statements/test_browser.py -q
+screenshots: $(VENV)/.test .system-deps node_modules/.installed
+	@echo "==> Browser tests that take docs/img/*.png (README and docs/ui.md)"
+	@PROGRESS_SCREENSHOTS=docs/img $(PY) -m pytest -q tests/test_browser.py tests/test_group_jobs.py \
+		tests/test_accessibility.py tests/statements/test_browser.py
 
 clean:
 	rm -rf $(VENV) node_modules staticfiles run .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -17,6 +17,7 @@ _PUBLIC = {
     "register": "progress.registry",
     "launch": "progress.services",
     "cancel": "progress.services",
+    "retry": "progress.services",
     "get_job": "progress.services:get_visible_job",
     "visible_jobs": "progress.services",
     "state_of": "progress.services",
@@ -31,6 +32,7 @@ _PUBLIC = {
     "stages": "progress.steps",
     "bar": "progress.steps",
     "ProgressRecorder": "progress.compat",
+    "run_group": "progress.groups",
     # Reacting in Python.
     "job_started": "progress.signals",
     "job_progress": "progress.signals",
@@ -47,6 +49,7 @@ _PUBLIC = {
     "TooManyJobs": "progress.exceptions",
     "TooManyLaunches": "progress.exceptions",
     "TooManySockets": "progress.exceptions",
+    "NotRetryable": "progress.exceptions",
 }
 
 __all__ = sorted(_PUBLIC)

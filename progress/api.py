@@ -1,4 +1,4 @@
-"""The JSON API of the contract: tasks, jobs, cancel, and a job's event stream."""
+"""The JSON API of the contract: tasks, jobs, cancel, retry, and a job's event stream."""
 
 from __future__ import annotations
 
@@ -13,7 +13,14 @@ from django.http.response import HttpResponseBase
 
 from . import registry, services
 from .conf import progress_settings
-from .exceptions import InvalidParams, JobNotFound, TooManyJobs, TooManyLaunches, UnknownTask
+from .exceptions import (
+    InvalidParams,
+    JobNotFound,
+    NotRetryable,
+    TooManyJobs,
+    TooManyLaunches,
+    UnknownTask,
+)
 from .streams import job_events
 
 View = Callable[..., HttpResponse]
@@ -130,13 +137,17 @@ def jobs(request: HttpRequest) -> HttpResponse:
         return _error(400, str(exc), {"task": ["Not a task you can launch."]})
     except InvalidParams as exc:
         return _error(400, str(exc), exc.fields)
-    except TooManyJobs as exc:
-        return _error(429, str(exc))
-    except TooManyLaunches as exc:
-        response = _error(429, str(exc))
-        response["Retry-After"] = str(exc.retry_after)
-        return response
+    except (TooManyJobs, TooManyLaunches) as exc:
+        return _too_many(exc)
     return _raw_json(services.job_json(job), status=201)
+
+
+def _too_many(exc: TooManyJobs | TooManyLaunches) -> JsonResponse:
+    """The 429 of a launch over a per-user limit, with Retry-After for the rate limit."""
+    response = _error(429, str(exc))
+    if isinstance(exc, TooManyLaunches):
+        response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 @allow("GET")
@@ -157,6 +168,21 @@ def job_cancel(request: HttpRequest, job_id: str) -> HttpResponse:
     except JobNotFound as exc:
         return _error(404, str(exc))
     return _raw_json(services.job_json(job), status=202)
+
+
+@allow("POST")
+@api_login_required
+def job_retry(request: HttpRequest, job_id: str) -> HttpResponse:
+    try:
+        job = services.retry(request.user, job_id)
+    except JobNotFound as exc:
+        return _error(404, str(exc))
+    except NotRetryable as exc:
+        # A code, as the socket's errors have, since clients tell this refusal apart.
+        return JsonResponse({"error": "not_retryable", "detail": str(exc)}, status=409)
+    except (TooManyJobs, TooManyLaunches) as exc:
+        return _too_many(exc)
+    return _raw_json(services.job_json(job), status=201)
 
 
 @allow("GET")

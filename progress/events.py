@@ -7,7 +7,8 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from datetime import datetime
+from typing import Any, NotRequired, Protocol, TypedDict
 
 
 class State(enum.StrEnum):
@@ -109,6 +110,11 @@ class JobDict(TypedDict):
     created: str
     started: str | None
     finished: str | None
+    # Only on a part of a group job: the group's job id, and the part's place in it from 0.
+    parent: NotRequired[str]
+    part: NotRequired[int]
+    # Only on a re-launched job: the id of the job it retried.
+    retry_of: NotRequired[str]
 
 
 class LogLine(TypedDict):
@@ -201,6 +207,11 @@ def log_count_key(job_id: uuid.UUID | str) -> str:
     return f"progress:logn:{uuid.UUID(str(job_id)).hex}"
 
 
+def group_key(job_id: uuid.UUID | str) -> str:
+    """The Redis hash that sums the parts of a group job (progress.groups), O(1) per update."""
+    return f"progress:group:{uuid.UUID(str(job_id)).hex}"
+
+
 def launches_key(user_id: int, window: int) -> str:
     """The Redis key that counts a user's launches in one minute."""
     return f"progress:launches:{int(user_id)}:{int(window)}"
@@ -251,6 +262,9 @@ class JobState:
     created: str = ""
     started: str | None = None
     finished: str | None = None
+    parent: str | None = None
+    part: int | None = None
+    retry_of: str | None = None
 
     @property
     def percent(self) -> float | None:
@@ -283,6 +297,12 @@ class JobState:
             "started": self.started,
             "finished": self.finished,
         }
+        # Absent rather than null, so plain jobs keep the contract's exact shape.
+        if self.parent:
+            tail["parent"] = self.parent
+            tail["part"] = self.part
+        if self.retry_of:
+            tail["retry_of"] = self.retry_of
         return _dumps(head)[:-1] + ',"seq":', "," + _dumps(tail)[1:]
 
     def to_json(self, seq: int) -> str:
@@ -308,7 +328,52 @@ class JobState:
             created=data.get("created") or "",
             started=data.get("started"),
             finished=data.get("finished"),
+            parent=data.get("parent"),
+            part=data.get("part"),
+            retry_of=data.get("retry_of"),
         )
+
+
+class PartsSum(Protocol):
+    """A group job's sum of its parts (store.GroupSum)."""
+
+    @property
+    def parts(self) -> int: ...
+    @property
+    def current(self) -> float: ...
+    @property
+    def total(self) -> float | None: ...
+    @property
+    def done(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def revoked(self) -> int: ...
+
+
+def group_progress(group: JobState, parts: PartsSum, now: float) -> None:
+    """Makes `group` (its newest stored state) the PROGRESS state that `parts` sum up to.
+
+    The rate is the average since the group started: parts run side by side and
+    start and stop at random, so any shorter window would make the ETA jump.
+    """
+    group.state = State.PROGRESS
+    group.current, group.total, group.ts = parts.current, parts.total, now
+    ended = parts.done + parts.failed + parts.revoked
+    message = f"{ended} of {parts.parts} parts done"
+    if parts.failed:
+        message += f", {parts.failed} failed"
+    if parts.revoked:
+        message += f", {parts.revoked} cancelled"
+    group.message = message
+    started = datetime.fromisoformat(group.started).timestamp() if group.started else 0.0
+    elapsed = now - started
+    if started and elapsed > 0.5 and parts.current > 0:
+        group.rate = parts.current / elapsed
+        left = None if parts.total is None else max(0.0, parts.total - parts.current)
+        group.eta = None if left is None else left / group.rate
+    else:
+        group.rate = group.eta = None
 
 
 def job_message(group: str, job_id: str, seq: int, final: bool, frame: str) -> LayerJobMessage:

@@ -44,6 +44,14 @@ class TooManySockets(ProgressError):
         super().__init__("Too many open tabs.")
 
 
+class NotRetryable(ProgressError):
+    """Raised when a retry names a job that cannot run again: one still running, one that
+    succeeded, or a part of a group job."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+
+
 class JobNotFound(ProgressError):
     """Raised for a job that does not exist or that the user may not see."""
 

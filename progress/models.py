@@ -46,6 +46,18 @@ class Job(models.Model):
     result_file = models.FileField(upload_to="progress/", blank=True)
     # The log lines kept once the job ended (LogLine dicts); while it runs, Redis has them.
     log = models.JSONField(default=list, blank=True)
+    # A part of a group job (progress.groups): its parent, place and declared units of work.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="parts"
+    )
+    part = models.PositiveIntegerField(null=True, blank=True)
+    units = models.FloatField(null=True, blank=True)
+    # On a group job: the chord callback (a Celery signature) run once every part succeeded.
+    callback = models.JSONField(null=True, blank=True)
+    # The failed or revoked job this one re-launched, with the same params.
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
     seq = models.PositiveIntegerField(default=0)
     ts = models.FloatField(default=0)
     created = models.DateTimeField(default=timezone.now, db_index=True)
@@ -84,6 +96,9 @@ class Job(models.Model):
             created=self.created.isoformat(),
             started=_iso(self.started),
             finished=_iso(self.finished),
+            parent=str(self.parent_id) if self.parent_id else None,
+            part=self.part,
+            retry_of=str(self.retry_of_id) if self.retry_of_id else None,
         )
 
     def to_json(self) -> str:

@@ -28,13 +28,14 @@ from .events import (
     JobState,
     LayerSessionEnded,
     State,
+    group_progress,
     job_frame,
     job_message,
     log_frame,
     log_message,
     user_group,
 )
-from .store import StateStore
+from .store import GroupSum, StateStore
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class _Outgoing:
     numbered: tuple[int, str] | None = None
     # The monotonic time after which a state that keeps failing is given up.
     give_up_at: float = 0.0
+    # For a group job's sum of its parts: the sum's version (see store._SAVE_STATE).
+    version: int = 0
 
     def resolve(self, seq: int | None) -> None:
         if not self.future.done():
@@ -280,11 +283,16 @@ class Publisher:
         fresh = [item for item in items if item.numbered is None]
         if fresh:
             try:
-                saved = await self._store.save_many([(item.state, item.floor) for item in fresh])
+                saved = await self._store.save_many(
+                    [(item.state, item.floor, item.version) for item in fresh]
+                )
                 for item, numbered in zip(fresh, saved, strict=True):
                     item.numbered = numbered if numbered is not None else await self._refused(item)
             except _TRANSIENT as exc:
                 return self._keep(items, exc, "number")
+            # Before the parts' states go out, so a part's final state is in its group's sum
+            # by the time whoever committed it asks whether the group has ended.
+            await self._add_to_groups([i.state for i in fresh if i.numbered and i.state.parent])
         per_job: dict[str, list[_Outgoing]] = {}
         for item in items:
             if item.numbered is not None:  # None: the job had already ended.
@@ -292,6 +300,27 @@ class Publisher:
         layer = _layer()
         kept = await asyncio.gather(*(self._send_job(layer, chain) for chain in per_job.values()))
         return [item for chain in kept for item in chain]
+
+    async def _add_to_groups(self, parts: list[JobState]) -> None:
+        """Adds new states of parts to their groups' sums, and queues each group's newest sum
+        as a state of the group job. A failure costs only those sums: the next one catches up."""
+        if not parts:
+            return
+        assert self._store is not None
+        try:
+            sums = await self._store.add_to_groups(parts)
+        except _TRANSIENT as exc:
+            logger.warning("Could not add %d part states to their groups: %r", len(parts), exc)
+            return
+        newest: dict[str, tuple[JobState, GroupSum]] = {}
+        for part, total in zip(parts, sums, strict=True):
+            if total is not None and part.parent is not None:
+                newest[part.parent] = (part, total)
+        now = time.time()
+        for part, total in newest.values():
+            group = JobState.from_dict(json.loads(total.json), part.owner_id)
+            group_progress(group, total, now)
+            self._enqueue(_Outgoing(group, 0, version=total.version))
 
     async def _refused(self, item: _Outgoing) -> tuple[int, str] | None:
         """Runs when Redis refuses a state: the job has ended, or Redis saved this very state

@@ -80,6 +80,15 @@ class JobReporter:
         self._log_skipped = 0
         self._log_due = 0.0
         self._log_timer = False
+        # Set by run_group(): the job then ends with its parts, not with its task.
+        self.grouped = False
+        # A group job running its chord callback ends saying its parts are all done, not
+        # "Combining ...", whatever the callback reported.
+        self._final_message = (
+            f"{parts} of {parts} parts done"
+            if job.callback and (parts := job.parts.count())
+            else None
+        )
 
     # Lifecycle, called from Celery's signals.
 
@@ -91,6 +100,16 @@ class JobReporter:
         state.started = state.started or timezone.now().isoformat()
         self._commit(state)
         self._sample_time = time.monotonic()
+
+    def begin_group(self, parts: int, total: float | None) -> None:
+        """Runs in run_group(), once the parts are recorded: from now on the parts' sum is
+        the job's progress, and the task's return does not end it."""
+        self.grouped = self._closed = True
+        state = dataclasses.replace(
+            self.state, state=State.PROGRESS, current=0, total=total, ts=time.time(), eta=None
+        )
+        state.message = f"0 of {parts} parts done"
+        self._commit(state)
 
     def retry(self, reason: object) -> None:
         """Runs in task_retry: the job goes RETRY until the next attempt starts."""
@@ -120,6 +139,8 @@ class JobReporter:
             ts=time.time(),
             finished=timezone.now().isoformat(),
         )
+        if self._final_message and final is State.SUCCESS:
+            state.message = self._final_message
         self._commit(state, detail)
 
     def _commit(self, state: JobState, detail: str = "") -> None:

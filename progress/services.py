@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.text import get_valid_filename
 from redis.exceptions import RedisError
 
-from . import permissions, registry, signals
+from . import groups, permissions, registry, signals
 from .conf import progress_settings
 from .events import (
     FINAL_STATES,
@@ -34,7 +34,14 @@ from .events import (
     dumps_compact,
     parse_job_id,
 )
-from .exceptions import JobNotFound, TooManyJobs, TooManyLaunches
+from .exceptions import (
+    InvalidParams,
+    JobNotFound,
+    NotRetryable,
+    TooManyJobs,
+    TooManyLaunches,
+    UnknownTask,
+)
 from .models import Job
 from .publisher import get_publisher
 from .registry import LaunchableTask
@@ -138,6 +145,11 @@ def latest_of(job: Job) -> Latest:
     return latest([job])[0][1]
 
 
+def parts_of(job: Job) -> list[str]:
+    """The newest JSON of a group job's parts, in order; none for any other job."""
+    return [found.json for _part, found in latest(list(job.parts.order_by("part")))]
+
+
 def job_json(job: Job) -> str:
     """The job's newest state as contract JSON."""
     return latest_of(job).json
@@ -195,21 +207,35 @@ def launch(user: User, task_name: str, /, **params: Any) -> Job:
     return launch_params(user, task_name, params, public_only=False)
 
 
-def launch_params(user: User, task_name: object, params: object, public_only: bool = True) -> Job:
+def launch_params(
+    user: User,
+    task_name: object,
+    params: object,
+    public_only: bool = True,
+    *,
+    retry_of: Job | None = None,
+) -> Job:
     """Validates and records a job, then queues its task once the row is committed.
 
     Takes the task name and params as a client sent them; with `public_only`
-    (user input) a task registered with public=False is unknown.
+    (user input) a task registered with public=False is unknown. `retry_of` is
+    the job that retry() re-launches.
     """
     spec = registry.get(task_name, public_only=public_only)
     cleaned = spec.validate(params)
     _count_launch(_user_id(user))
     limit = progress_settings.MAX_RUNNING_JOBS
     with transaction.atomic():
-        if limit and Job.objects.filter(owner_id=_user_id(user)).unfinished().count() >= limit:
+        # A group's parts are its work, not launches of the user's: the group counts once.
+        mine = Job.objects.filter(owner_id=_user_id(user), parent__isnull=True)
+        if limit and mine.unfinished().count() >= limit:
             raise TooManyJobs(limit)
         job = Job.objects.create(
-            owner_id=_user_id(user), task=spec.name, params=cleaned, ts=time.time()
+            owner_id=_user_id(user),
+            task=spec.name,
+            params=cleaned,
+            ts=time.time(),
+            retry_of=retry_of,
         )
         transaction.on_commit(partial(_enqueue, job, spec))
     return job
@@ -251,8 +277,38 @@ def cancel(user: User, job_id: object) -> Job:
     record_final(job, State.REVOKED)
     # After the REVOKED state is stored, so a task that ends meanwhile cannot overwrite it.
     current_app.control.revoke(str(job.id), terminate=True, signal="SIGTERM")
+    groups.cancel_parts(job)
     job.refresh_from_db()
     return job
+
+
+# The final states a user may launch again; a job that succeeded is done.
+_RETRYABLE = frozenset({State.FAILURE, State.REVOKED})
+
+
+def retry(user: User, job_id: object) -> Job:
+    """Runs when a user retries a job (POST /api/jobs/<id>/retry/, or another app's code):
+    launches a visible FAILURE or REVOKED job again, the same task and params for the
+    same owner, as a new job whose `retry_of` is the old one.
+
+    NotRetryable for a job still running or that succeeded, a part of a group
+    (its group launches its parts), or a task users may not launch themselves; the
+    per-user limits of the owner apply as for any launch.
+    """
+    job = get_visible_job(user, job_id)
+    if job.parent_id is not None:
+        raise NotRetryable("A part of a group job cannot be retried on its own.")
+    state, _seq = current_state(job)
+    if state.state not in _RETRYABLE:
+        raise NotRetryable(
+            f"Only a failed or cancelled job can be retried; this one is {state.state}."
+        )
+    try:
+        return launch_params(job.owner, job.task, job.params, retry_of=job)
+    except UnknownTask:
+        raise NotRetryable("This job's task is not one users may launch themselves.") from None
+    except InvalidParams:
+        raise NotRetryable("This job's parameters are no longer valid; launch it anew.") from None
 
 
 # Recording states (from workers and from the web alike).
@@ -292,6 +348,8 @@ def commit_state(state: JobState, floor: int = 0, detail: str = "") -> int | Non
     updated = Job.objects.filter(pk=state.id).exclude(state__in=FINAL_STATES).update(**fields)
     if updated:
         _announce(state, seq)
+        if state.is_final and state.parent:
+            groups.part_ended(state.id, state.parent)
     return seq
 
 
@@ -345,11 +403,23 @@ def write_progress(state: JobState) -> None:
 
 
 def record_final(
-    job: Job, final: State, *, result: Any = None, error: str | None = None, detail: str = ""
+    job: Job,
+    final: State,
+    *,
+    result: Any = None,
+    error: str | None = None,
+    detail: str = "",
+    **figures: Any,
 ) -> int | None:
-    """Ends a job from outside its task (cancel, revoke, a lost worker, queueing failure)."""
-    changes = {"result": result, "error": error, "finished": _now_iso()}
+    """Ends a job from outside its task (cancel, revoke, a lost worker, queueing failure, the
+    last part of a group); `figures` may set its current, total and message."""
+    changes = {"result": result, "error": error, "finished": _now_iso(), **figures}
     return _record(job, final, detail, **changes)
+
+
+def record_progress(job: Job, **figures: Any) -> int | None:
+    """Moves a job on from outside its task: a group whose parts ended, before its callback."""
+    return _record(job, State.PROGRESS, **figures)
 
 
 def record_retry(job: Job, message: str) -> int | None:
@@ -377,7 +447,9 @@ def sweep_lost_jobs() -> list[str]:
     timeout = float(progress_settings.WORKER_LOST_AFTER)
     if not timeout:
         return []
-    running = Job.objects.filter(state__in=[State.STARTED, State.PROGRESS])
+    groups.settle_stalled()
+    # A group job waits for its parts with no worker of its own: its parts have leases.
+    running = Job.objects.filter(state__in=[State.STARTED, State.PROGRESS], parts__isnull=True)
     ids = [str(job_id) for job_id in running.values_list("id", flat=True)[:SWEEP_BATCH]]
     if not ids:
         return []

@@ -17,6 +17,7 @@ from .events import (
     SUSPECTS_KEY,
     SWEEP_LOCK_KEY,
     JobState,
+    group_key,
     launches_key,
     lease_key,
     log_count_key,
@@ -28,9 +29,16 @@ from .events import (
 # Numbers a job's state and stores it in one step, so that seq grows strictly
 # whichever process writes, a PENDING never follows a later state, and nothing
 # follows a final state. `floor` carries a seq already shown elsewhere, so a
-# key lost with a Redis restart cannot restart the numbering below it.
+# key lost with a Redis restart cannot restart the numbering below it. A group's
+# sum (ARGV[7] > 0, its version) is dropped when a newer sum was stored first:
+# parts in several workers sum in one order and may be published in another.
 _SAVE_STATE = """
 if redis.call('HEXISTS', KEYS[1], 'final') == 1 then return false end
+local version = tonumber(ARGV[7] or '0')
+if version > 0 then
+  if version <= tonumber(redis.call('HGET', KEYS[1], 'version') or '0') then return false end
+  redis.call('HSET', KEYS[1], 'version', version)
+end
 local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
 if ARGV[3] == 'PENDING' and seq > 0 then return false end
 local floor = tonumber(ARGV[6])
@@ -101,6 +109,89 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 return lines
 """
 
+# Starts a group job's sum: ARGV is the TTL, then (part id, declared units or "") pairs.
+_START_GROUP = """
+local n = (#ARGV - 1) / 2
+local total, unknown = 0, 0
+redis.call('DEL', KEYS[1])
+for i = 1, n do
+  local units = ARGV[2 * i + 1]
+  if units == '' then unknown = unknown + 1 else
+    total = total + tonumber(units)
+    redis.call('HSET', KEYS[1], 't:' .. ARGV[2 * i], units)
+  end
+end
+redis.call('HSET', KEYS[1], 'n', n, 'current', 0, 'total', total, 'unknown', unknown,
+  'done', 0, 'failed', 0, 'revoked', 0, 'version', 0)
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return n
+"""
+
+# Adds one state of a part to its group's sum, in O(1): the part's change since its last
+# state, never a read of the other parts. KEYS: the group's hash, the group job's state.
+# ARGV: part id, current, total or "", state, 1 if final, TTL. Returns the sum's version,
+# its figures and the group job's stored JSON, or false when there is nothing to show.
+_ADD_TO_GROUP = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local id = ARGV[1]
+if redis.call('HEXISTS', KEYS[1], 'f:' .. id) == 1 then return false end
+local current = tonumber(ARGV[2])
+local known = redis.call('HGET', KEYS[1], 't:' .. id)
+if ARGV[3] ~= '' then
+  local total = tonumber(ARGV[3])
+  if known then
+    redis.call('HINCRBYFLOAT', KEYS[1], 'total', total - tonumber(known))
+  else
+    redis.call('HINCRBYFLOAT', KEYS[1], 'total', total)
+    redis.call('HINCRBY', KEYS[1], 'unknown', -1)
+  end
+  redis.call('HSET', KEYS[1], 't:' .. id, total)
+  known = total
+end
+-- A part that succeeded has done all its units, whatever it last reported.
+if ARGV[4] == 'SUCCESS' and known then current = tonumber(known) end
+local before = tonumber(redis.call('HGET', KEYS[1], 'c:' .. id) or '0')
+redis.call('HINCRBYFLOAT', KEYS[1], 'current', current - before)
+redis.call('HSET', KEYS[1], 'c:' .. id, current)
+if ARGV[5] == '1' then
+  redis.call('HSET', KEYS[1], 'f:' .. id, ARGV[4])
+  local counter = 'revoked'
+  if ARGV[4] == 'SUCCESS' then counter = 'done'
+  elseif ARGV[4] == 'FAILURE' then counter = 'failed' end
+  redis.call('HINCRBY', KEYS[1], counter, 1)
+end
+local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+if redis.call('HEXISTS', KEYS[2], 'final') == 1 then return false end
+local sum = redis.call('HMGET', KEYS[1], 'n', 'current', 'total', 'unknown', 'done', 'failed',
+  'revoked')
+return {version, sum[1], sum[2], sum[3], sum[4], sum[5], sum[6], sum[7],
+  redis.call('HGET', KEYS[2], 'json') or ''}
+"""
+
+# True once, for the first caller that finds every part of the group ended.
+_SETTLE_GROUP = """
+local sum = redis.call('HMGET', KEYS[1], 'n', 'done', 'failed', 'revoked')
+if not sum[1] then return 0 end
+local ended = tonumber(sum[2]) + tonumber(sum[3]) + tonumber(sum[4])
+if ended < tonumber(sum[1]) then return 0 end
+return redis.call('HSETNX', KEYS[1], 'settled', '1')
+"""
+
+
+class GroupSum(NamedTuple):
+    """A group job's sum after one of its parts changed, with the group's stored JSON."""
+
+    version: int
+    parts: int
+    current: float
+    total: float | None
+    done: int
+    failed: int
+    revoked: int
+    json: str
+
+
 # Counts one launch in the user's current minute; returns the count so far.
 _COUNT_LAUNCH = """
 local count = redis.call('INCR', KEYS[1])
@@ -122,6 +213,22 @@ class Latest(NamedTuple):
 
 def _numbered(row: Any) -> tuple[int, str] | None:
     return (int(row[0]), str(row[1])) if row else None
+
+
+def _group_sum(row: Any) -> GroupSum | None:
+    if not row or not row[8]:
+        return None
+    version, parts, current, total, unknown, done, failed, revoked, payload = row
+    return GroupSum(
+        version=int(version),
+        parts=int(parts),
+        current=round(float(current), 6),
+        total=None if int(unknown) > 0 else round(float(total), 6),
+        done=int(done),
+        failed=int(failed),
+        revoked=int(revoked),
+        json=str(payload),
+    )
 
 
 class StateStore:
@@ -149,19 +256,26 @@ class StateStore:
         self._check_leases = self.redis.register_script(_CHECK_LEASES)
         self._count_launch = self.redis.register_script(_COUNT_LAUNCH)
         self._append_log = self.redis.register_script(_APPEND_LOG)
+        self._start_group = self.redis.register_script(_START_GROUP)
+        self._add_to_group = self.redis.register_script(_ADD_TO_GROUP)
+        self._settle_group = self.redis.register_script(_SETTLE_GROUP)
 
-    async def save(self, state: JobState, floor: int = 0) -> tuple[int, str] | None:
-        """Stores a new state; returns (seq, json), or None when the job has already ended."""
-        return (await self.save_many([(state, floor)]))[0]
+    async def save(
+        self, state: JobState, floor: int = 0, version: int = 0
+    ) -> tuple[int, str] | None:
+        """Stores a new state; returns (seq, json), or None when the job has already ended
+        (or, for a group's sum of that `version`, when a newer sum is stored)."""
+        return (await self.save_many([(state, floor, version)]))[0]
 
     async def save_many(
-        self, states: Sequence[tuple[JobState, int]]
+        self, states: Sequence[tuple[JobState, int, int]]
     ) -> list[tuple[int, str] | None]:
-        """save() for each (state, floor) in order, in one round trip."""
+        """save() for each (state, floor, version) in order, in one round trip."""
         calls = []
-        for state, floor in states:
+        for state, floor, version in states:
             head, tail = state.encode()
             args = [head, tail, state.state.value, int(state.is_final), self.ttl, int(floor)]
+            args.append(int(version))
             calls.append(([state_key(state.id)], args))
         if len(calls) == 1:
             keys, args = calls[0]
@@ -199,12 +313,55 @@ class StateStore:
         """Forgets the states and logs of purged jobs; returns how many states Redis held."""
         if not job_ids:
             return 0
-        logs = [key for job_id in job_ids for key in (log_key(job_id), log_count_key(job_id))]
+        logs = [
+            key
+            for job_id in job_ids
+            for key in (log_key(job_id), log_count_key(job_id), group_key(job_id))
+        ]
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(*(state_key(job_id) for job_id in job_ids))
             pipe.delete(*logs)
             deleted, _logs = await pipe.execute()
         return int(deleted)
+
+    # Group jobs: the sum of their parts.
+
+    async def start_group(self, job_id: str, parts: Sequence[tuple[str, float | None]]) -> None:
+        """Starts the sum of a group job's parts, given as (part id, declared units or None)."""
+        args: list[Any] = [self.ttl]
+        for part_id, units in parts:
+            args += [part_id, "" if units is None else repr(float(units))]
+        await self._start_group(keys=[group_key(job_id)], args=args)
+
+    async def add_to_groups(self, states: Sequence[JobState]) -> list[GroupSum | None]:
+        """Adds each part's new state to its group's sum, in one round trip; None where
+        nothing is to be shown (the group ended, or Redis lost its sum)."""
+        calls: list[tuple[list[str], list[Any]]] = []
+        for state in states:
+            assert state.parent is not None
+            total = "" if state.total is None else repr(float(state.total))
+            args: list[Any] = [state.id, repr(float(state.current)), total, state.state.value]
+            args += [int(state.is_final), self.ttl]
+            calls.append(([group_key(state.parent), state_key(state.parent)], args))
+        try:
+            rows = await self._add_pipelined(calls)
+        except NoScriptError:
+            await self.redis.script_load(_ADD_TO_GROUP)
+            rows = await self._add_pipelined(calls)
+        return [_group_sum(row) for row in rows]
+
+    async def _add_pipelined(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                pipe.evalsha(self._add_to_group.sha, len(keys), *keys, *args)
+            return list(await pipe.execute())
+
+    async def settle_group(self, job_id: str) -> bool:
+        """True for the one caller that first finds every part of the group ended."""
+        return bool(await self._settle_group(keys=[group_key(job_id)]))
+
+    async def delete_group(self, job_id: str) -> None:
+        await self.redis.delete(group_key(job_id))
 
     # Log lines of running jobs.
 

@@ -1,4 +1,4 @@
-"""The pages: the dashboard, a job's page and its result download."""
+"""The pages: the dashboard, the history, a job's page, its result download and JSON."""
 
 from __future__ import annotations
 
@@ -6,18 +6,27 @@ import json
 import os
 
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.http import urlencode
+from django.utils.text import get_valid_filename
 from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
 
 from . import registry, services
+from .events import FINAL_STATES, State
 from .exceptions import JobNotFound
 from .models import Job
 
 # A placeholder the page's JS replaces with a job id to build URLs.
 _ID = "00000000-0000-0000-0000-000000000000"
+
+HISTORY_PAGE_SIZE = 25
+
+# The states the history filters by, in the order its select offers them.
+HISTORY_STATES = (State.SUCCESS, State.FAILURE, State.REVOKED)
 
 
 def _urls() -> dict[str, str]:
@@ -26,6 +35,7 @@ def _urls() -> dict[str, str]:
         "jobs_url": reverse("progress:api-jobs"),
         "job_url": reverse("progress:job", args=[_ID]).replace(_ID, "{id}"),
         "cancel_url": reverse("progress:api-job-cancel", args=[_ID]).replace(_ID, "{id}"),
+        "retry_url": reverse("progress:api-job-retry", args=[_ID]).replace(_ID, "{id}"),
     }
 
 
@@ -55,10 +65,55 @@ def job_page(request: HttpRequest, job_id: str) -> HttpResponse:
         "params": sorted(job.params.items()) if isinstance(job.params, dict) else [],
         "title": registry.title_of(job.task),
         "job_data": json.loads(services.job_json(job)),
+        # A group job's parts, each with a bar of its own.
+        "parts": [json.loads(part) for part in services.parts_of(job)],
+        "parent_title": registry.title_of(job.parent.task) if job.parent else "",
         **urls,
         "cancel_url": urls["cancel_url"].replace("{id}", str(job.pk)),
+        "retry_url": urls["retry_url"].replace("{id}", str(job.pk)),
     }
     return render(request, "progress/job.html", context)
+
+
+@login_required
+def history(request: HttpRequest) -> HttpResponse:
+    """Runs on GET /history/: the user's finished jobs, newest first, 25 a page, filtered by
+    `?state=` and `?task=`; a value that is not one of the choices matches no job."""
+    state = request.GET.get("state", "")
+    task = request.GET.get("task", "")
+    titles = registry.titles()
+    # Lists are the user's own, staff included, as GET /api/jobs/ is; parts show in their group.
+    jobs = (
+        services.visible_jobs(request.user)
+        .filter(state__in=FINAL_STATES, owner_id=request.user.pk, parent__isnull=True)
+        .order_by("-created", "-pk")
+    )
+    if state:
+        jobs = jobs.filter(state=state) if state in HISTORY_STATES else jobs.none()
+    if task:
+        jobs = jobs.filter(task=task) if task in titles else jobs.none()
+    page = Paginator(jobs, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    filters = {key: value for key, value in (("state", state), ("task", task)) if value}
+    context = {
+        "page": page,
+        "rows": [
+            {
+                "job": job,
+                "title": titles.get(job.task, job.task),
+                "text": job.error if job.state == State.FAILURE else job.message,
+                "has_result": job.state == State.SUCCESS,
+            }
+            for job in page
+        ],
+        "state": state,
+        "task": task,
+        "states": [str(choice) for choice in HISTORY_STATES],
+        "tasks": sorted(titles.items(), key=lambda item: item[1]),
+        "filtered": bool(filters),
+        # Each page link keeps the filters: "?state=FAILURE&page=".
+        "page_query": "?" + urlencode({**filters, "page": ""}),
+    }
+    return render(request, "progress/history.html", context)
 
 
 @login_required
@@ -72,6 +127,25 @@ def download(request: HttpRequest, job_id: str) -> FileResponse:
         as_attachment=True,
         filename=os.path.basename(job.result_file.name or "result"),
     )
+
+
+@login_required
+def result_json(request: HttpRequest, job_id: str) -> HttpResponse:
+    """Runs on GET /jobs/<id>/result.json: a finished job's result, pretty, for who may see
+    the job (PROGRESS["VISIBILITY"]); 404 for a job still running."""
+    try:
+        job = services.get_visible_job(request.user, job_id)
+    except JobNotFound:
+        raise Http404("No such job.") from None
+    if not job.is_final:
+        raise Http404("This job has not finished.")
+    response = HttpResponse(
+        json.dumps(job.result, indent=2, ensure_ascii=False), content_type="application/json"
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    filename = get_valid_filename(f"{job.task}-{job.pk}.json")
+    response["Content-Disposition"] = f'inline; filename="{filename}"'
+    return response
 
 
 def _is_api(request: HttpRequest) -> bool:

@@ -87,6 +87,8 @@ def _on_success(sender: Task, result: Any, **kwargs: Any) -> None:
     if running is None:
         return
     reporter = running[0]
+    if reporter.grouped:
+        return
     try:
         safe = json.loads(json.dumps(result, cls=DjangoJSONEncoder))
     except (TypeError, ValueError):

@@ -56,6 +56,13 @@ def pages_with_jobs(stack: Stack, page: Page) -> dict[str, str]:
         client.close()
 
 
+# True once a live page's socket is open (after its snapshot), or at once on a static page.
+LIVE_OR_STATIC = """() => {
+  const status = document.querySelector("[data-connection]");
+  return !status || status.dataset.status === "live";
+}"""
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_no_page_has_a_serious_accessibility_violation(
     stack: Stack, browser: Browser, scheme: str
@@ -70,7 +77,8 @@ def test_no_page_has_a_serious_accessibility_violation(
     for name, path in paths.items():
         page.goto(f"{stack.base_url}{path}")
         expect(page.locator("[data-connection], [data-statements]").first).to_be_visible()
-        page.wait_for_timeout(300)  # Lets the first live frames draw.
+        # Live: the socket is open and the page has drawn its snapshot's rows.
+        page.wait_for_function(LIVE_OR_STATIC)
         found[name] = serious_violations(page)
     # The open tray panel, and a toast.
     page.goto(f"{stack.base_url}/")
@@ -91,7 +99,7 @@ def test_at_phone_width_pages_fit_the_screen(
     page = context.new_page()
     log_in(page, stack, "alice")
     page.goto(f"{stack.base_url}{path}")
-    page.wait_for_timeout(300)
+    page.wait_for_function(LIVE_OR_STATIC)
     width = page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= 375, f"the page is {width}px wide on a 375px screen"
     if name:

@@ -115,7 +115,9 @@ def test_a_batch_is_numbered_even_after_redis_forgot_the_script(alice: User) -> 
     store = get_publisher().store
     get_publisher().call(store.redis.script_flush())
     saved = get_publisher().call(
-        store.save_many([(state_of(first, State.STARTED), 0), (state_of(second, State.STARTED), 0)])
+        store.save_many(
+            [(state_of(first, State.STARTED), 0, 0), (state_of(second, State.STARTED), 0, 0)]
+        )
     )
     assert [row[0] if row else None for row in saved] == [1, 1]
     assert stored(first)["state"] == stored(second)["state"] == "STARTED"

@@ -40,6 +40,9 @@ ROUTE_METHODS = {
     "api-job": "get",
     "api-job-cancel": "post",
     "api-job-events": "get",
+    "api-job-retry": "post",
+    "result-json": "get",
+    "history": "get",
 }
 
 UNSAFE_METHODS = ("post", "put", "patch", "delete")

@@ -1,4 +1,4 @@
-// HTTP helpers for the JSON API: CSRF token lookup and POST with JSON in and out.
+// HTTP helpers for the JSON API: CSRF token lookup, POST with JSON in and out, and retry.
 
 export function csrfToken(cookie = globalThis.document?.cookie ?? "") {
   for (const part of cookie.split(";")) {
@@ -34,4 +34,21 @@ export async function postJSON(url, body, { fetch: fetchImpl = globalThis.fetch,
     data = null;
   }
   return { status: response.status, data };
+}
+
+function retryFailure(status, data) {
+  if (status === 0) return "Could not reach the server to retry. Try again.";
+  if (status === 401 || status === 403) return "You are signed out. Reload the page to log in again.";
+  // A 409 names its refusal in `error` ("not_retryable") and explains it in `detail`.
+  const text = typeof data?.detail === "string" ? data.detail : data?.error;
+  const reason = typeof text === "string" ? ` ${text}` : "";
+  return `Could not retry this job.${reason}`;
+}
+
+// Launches a failed or cancelled job again; resolves to {job} (the new one) or {error},
+// a sentence for the user, so callers never need try/catch.
+export async function retryJob(url, options = {}) {
+  const { status, data } = await postJSON(url, undefined, options);
+  if (status === 201 && typeof data?.id === "string") return { job: data };
+  return { error: retryFailure(status, data) };
 }

@@ -1,6 +1,9 @@
-// Job rows: builds and updates one job's row. Job data is untrusted, so text only.
+// Job rows: builds and updates one job's row, and wires its Retry button. Job data is
+// untrusted, so text only.
 
-import { isFinal } from "./jobs.js";
+import { retryJob } from "./api.js";
+import { EtaSmoother } from "./eta.js";
+import { canRetry, isFinal } from "./jobs.js";
 import {
   compactJSON,
   downloadPath,
@@ -13,6 +16,10 @@ import {
 } from "./format.js";
 
 const RESULT_MAX = 500;
+
+// One per page: the shown "time left" of each job counts down between frames and blends
+// new estimates in, so it reads steadily (eta.js).
+const etas = new EtaSmoother();
 
 function el(doc, tag, attrs = {}) {
   const node = doc.createElement(tag);
@@ -32,9 +39,15 @@ function buildRow(doc, heading) {
 
   const cancel = el(doc, "button", { type: "button", "data-action": "cancel", class: "job-cancel" });
   cancel.textContent = "Cancel";
+  const retry = el(doc, "button", { type: "button", "data-action": "retry", class: "job-retry", hidden: "" });
+  retry.textContent = "Retry";
+
+  const retryOf = el(doc, "p", { class: "job-retry-of", "data-field": "retry-of", hidden: "" });
+  retryOf.append("Retry of ", el(doc, "a", {}));
 
   row.append(
     head,
+    retryOf,
     el(doc, "progress", { max: "100" }),
     numbers,
     el(doc, "p", { class: "job-message", "data-field": "message" }),
@@ -42,6 +55,7 @@ function buildRow(doc, heading) {
     el(doc, "p", { class: "job-error", "data-field": "error", hidden: "" }),
     el(doc, "p", { class: "job-notice", "data-field": "notice", role: "status" }),
     cancel,
+    retry,
   );
   return row;
 }
@@ -103,7 +117,22 @@ function updateResult(node, job) {
   node.hidden = !download && !text;
 }
 
-export function renderJob(container, job, { titles = {}, jobUrl = "", heading = "h3" } = {}) {
+function updateRetryOf(node, job, jobUrl) {
+  const id = typeof job.retry_of === "string" && jobUrl ? job.retry_of : "";
+  node.hidden = !id;
+  if (!id) return;
+  const link = node.querySelector("a");
+  link.setAttribute("href", fillUrl(jobUrl, id));
+  link.textContent = `job ${id.slice(0, 8)}`;
+}
+
+// `retry` offers a Retry button on the rows that can run again (wireRetry sends it);
+// `retryOf` links a re-launched job's row to the job it retried.
+export function renderJob(
+  container,
+  job,
+  { titles = {}, jobUrl = "", heading = "h3", retry = false, retryOf = false } = {},
+) {
   let row = findRow(container, job.id);
   if (!row) {
     row = buildRow(container.ownerDocument, heading);
@@ -123,7 +152,8 @@ export function renderJob(container, job, { titles = {}, jobUrl = "", heading = 
   setText(row, "percent", formatPercent(job.percent));
   setText(row, "counts", formatCounts(job.current, job.total));
   setText(row, "rate", final ? "" : formatRate(job.rate));
-  setText(row, "eta", final ? "" : formatEta(job.eta));
+  if (final) etas.forget(job.id);
+  setText(row, "eta", final ? "" : formatEta(etas.update(job.id, job.eta)));
   setText(row, "message", String(job.message ?? ""));
   updateResult(row.querySelector('[data-field="result"]'), job);
 
@@ -133,5 +163,29 @@ export function renderJob(container, job, { titles = {}, jobUrl = "", heading = 
   const cancel = row.querySelector('[data-action="cancel"]');
   cancel.hidden = final;
   cancel.disabled = final || row.hasAttribute("data-cancelling");
+
+  const again = row.querySelector('[data-action="retry"]');
+  again.hidden = !retry || !canRetry(job);
+  again.disabled = again.hidden || row.hasAttribute("data-retrying");
+  again.setAttribute("aria-label", `Retry ${title}`);
+  updateRetryOf(row.querySelector('[data-field="retry-of"]'), retryOf ? job : {}, jobUrl);
   return row;
+}
+
+// One delegated listener covers rows rendered later; `onRetried` gets the new job.
+export function wireRetry(container, retryUrl, onRetried) {
+  container.addEventListener("click", async (event) => {
+    const button = event.target.closest?.('button[data-action="retry"]');
+    const row = button?.closest("[data-job-id]");
+    if (!row || !container.contains(row) || button.disabled) return;
+    const notice = row.querySelector('[data-field="notice"]');
+    notice.textContent = "";
+    row.setAttribute("data-retrying", "");
+    button.disabled = true;
+    const { job, error } = await retryJob(fillUrl(retryUrl, row.getAttribute("data-job-id")));
+    row.removeAttribute("data-retrying");
+    button.disabled = false;
+    if (job) onRetried(job);
+    else notice.textContent = error;
+  });
 }

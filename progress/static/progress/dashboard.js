@@ -1,14 +1,14 @@
 // Dashboard page entry: live list of the user's jobs, launch forms and cancel buttons.
 
 import { JobStore } from "./jobs.js";
-import { renderJob } from "./bars.js";
+import { renderJob, wireRetry } from "./bars.js";
 import { watchUser } from "./client.js";
 import { wireLaunchForm } from "./launch.js";
 import { taskTitle } from "./format.js";
 import { createAnnouncer, readJSON, showStatus, wireCancel } from "./page.js";
 
 function start(root) {
-  const { wsUrl, jobsUrl, jobUrl, cancelUrl } = root.dataset;
+  const { wsUrl, jobsUrl, jobUrl, cancelUrl, retryUrl } = root.dataset;
   const titles = readJSON("progress-task-titles") ?? {};
   const list = root.querySelector("[data-job-list]");
   const empty = root.querySelector("[data-empty]");
@@ -19,8 +19,11 @@ function start(root) {
 
   const show = (job) => {
     // The launch answer and the socket may bring the same state; only a newer one draws.
-    if (!store.apply(job)) return;
-    renderJob(list, job, { titles, jobUrl });
+    // A group's parts have bars on its page; the list shows the group once.
+    if (job.parent || !store.apply(job)) return;
+    // The titles are of the tasks users may launch: another app's job is its app's to rerun.
+    const retry = Boolean(retryUrl) && Object.hasOwn(titles, job.task);
+    renderJob(list, job, { titles, jobUrl, retry, retryOf: true });
     if (empty) empty.hidden = true;
     announcer.job(job);
   };
@@ -51,6 +54,11 @@ function start(root) {
     });
   }
   wireCancel(list, cancelUrl);
+  // The new job is drawn at once, at the top; the socket brings its states after.
+  wireRetry(list, retryUrl, (job) => {
+    announcer.say(`${taskTitle(titles, job.task)} launched again`);
+    show(job);
+  });
 }
 
 const root = document.querySelector("[data-progress-dashboard]");

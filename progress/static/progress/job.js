@@ -1,13 +1,15 @@
 // Job page entry: one job's live row and log, rendered first from the server-embedded state.
 
 import { JobStore } from "./jobs.js";
-import { renderJob } from "./bars.js";
+import { renderJob, wireRetry } from "./bars.js";
 import { LogStore, renderLog } from "./logs.js";
 import { watch } from "./client.js";
 import { createAnnouncer, readJSON, showStatus, wireCancel } from "./page.js";
+import { fillUrl } from "./format.js";
+import { startParts } from "./parts.js";
 
 function start(root) {
-  const { jobId, wsUrl, cancelUrl, jobUrl, title } = root.dataset;
+  const { jobId, wsUrl, cancelUrl, retryUrl, jobUrl, title } = root.dataset;
   const list = root.querySelector("[data-job-list]");
   const connection = root.querySelector("[data-connection]");
   const store = new JobStore();
@@ -21,7 +23,7 @@ function start(root) {
   const show = (job) => {
     // The embedded state and the socket's answer are often the same seq.
     if (job.id !== jobId || !store.apply(job)) return;
-    renderJob(list, job, { titles, jobUrl, heading: "h2" });
+    renderJob(list, job, { titles, jobUrl, heading: "h2", retry: Boolean(retryUrl) });
     announcer.job(job);
   };
 
@@ -47,7 +49,15 @@ function start(root) {
     },
     { url: wsUrl },
   );
+  const parts = root.querySelector("[data-parts]");
+  if (parts) {
+    // Parts run other tasks than the group's; the tray knows every title.
+    const partTitles = { ...(readJSON("progress-tray-titles") ?? {}), ...titles };
+    startParts(parts, readJSON("progress-job-parts") ?? [], { groupId: jobId, titles: partTitles, jobUrl, wsUrl });
+  }
   wireCancel(list, cancelUrl);
+  // The new job has a page of its own, which follows it live.
+  wireRetry(list, retryUrl, (job) => location.assign(fillUrl(jobUrl, job.id)));
 }
 
 const root = document.querySelector("[data-progress-job]");

@@ -7,6 +7,13 @@ export function isFinal(state) {
   return FINAL_STATES.includes(state);
 }
 
+export const RETRYABLE_STATES = Object.freeze(["FAILURE", "REVOKED"]);
+
+// A part of a group job is run by its group, never on its own.
+export function canRetry(job) {
+  return Boolean(job) && RETRYABLE_STATES.includes(job.state) && !job.parent;
+}
+
 // Unparseable dates sort last rather than breaking the order of the others.
 function createdAt(job) {
   const time = Date.parse(job.created);

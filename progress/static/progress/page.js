@@ -1,7 +1,8 @@
 // DOM helpers shared by the dashboard and job pages: config, status, announcements, cancel.
 
 import { postJSON } from "./api.js";
-import { fillUrl, taskTitle } from "./format.js";
+import { createAnnouncements } from "./announce.js";
+import { fillUrl } from "./format.js";
 import { isFinal } from "./jobs.js";
 
 const STATUS_TEXT = {
@@ -28,26 +29,19 @@ export function showStatus(node, status) {
   node.setAttribute("data-status", status);
 }
 
-// Announces each job's final state once; states already final when the page
-// loaded are seeded so opening the page does not read out old news.
+// The aria-live region: job news goes through createAnnouncements (what is news,
+// how often to speak); `say` is for the page's own messages, which are never held back.
 export function createAnnouncer(region, titles) {
-  const done = new Set();
-  const key = (job) => `${job.id}:${job.state}`;
   const say = (text) => {
     if (!region) return;
     // Clearing first makes screen readers repeat an identical message.
     region.textContent = "";
     setTimeout(() => (region.textContent = text), 50);
   };
+  const news = createAnnouncements({ say, titles: titles ?? {} });
   return {
-    seed(jobs) {
-      for (const job of jobs) if (isFinal(job.state)) done.add(key(job));
-    },
-    job(job) {
-      if (!isFinal(job.state) || done.has(key(job))) return;
-      done.add(key(job));
-      say(`${taskTitle(titles, job.task)} finished: ${job.state}`);
-    },
+    seed: (jobs) => news.seed(jobs),
+    job: (job) => news.job(job),
     say,
   };
 }

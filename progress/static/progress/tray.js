@@ -79,7 +79,8 @@ function start(tray) {
   };
 
   const take = (job) => {
-    if (!store.apply(job)) return;
+    // A group's parts show on its page; the tray lists the group once.
+    if (job.parent || !store.apply(job)) return;
     if (seeded && finishes.isNews(job)) tell(job);
   };
 
