@@ -5,11 +5,12 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip --disable-pip-version-check
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: help run test lint typecheck test-js test-py bench bench-servers screenshots clean .system-deps
+.PHONY: help run test test-scale lint typecheck test-js test-py test-postgres bench bench-servers screenshots clean .system-deps .scale-deps
 
 help:
 	@echo "make run     - install, migrate and serve http://127.0.0.1:$${PORT:-8000} (Ctrl-C stops)"
-	@echo "make test    - install test tools, then lint, type-check and run every test"
+	@echo "make test    - install test tools, then lint, type-check and run every test but the scale ones"
+	@echo "make test-scale - nginx in front, two web and two worker nodes, Sentinel failover"
 	@echo "make bench   - measure the worker side, the fan-out and idle sockets (docs/performance.md)"
 	@echo "make bench-servers - compare uvicorn and daphne for /ws/progress/"
 	@echo "make screenshots - retake the screenshots of the README and docs/ui.md in headless Chromium"
@@ -64,9 +65,38 @@ node_modules/.installed: package.json package-lock.json .system-deps
 
 test-py: $(VENV)/.test .system-deps node_modules/.installed
 	@echo "==> pytest (starts its own Redis, Celery worker, uvicorn and Chromium)"
-	@$(PY) -m pytest
+	@$(PY) -m pytest -m "not scale"
+
+# The in-process suite on PostgreSQL (.ci/run, when a server answers): DATABASE_URL names
+# a database made for this run, and pytest-django makes its test_ copy; both are dropped.
+PG_HOST ?= 127.0.0.1
+PG_PORT ?= 5432
+PG_USER ?= postgres
+PSQL := psql -h $(PG_HOST) -p $(PG_PORT) -U $(PG_USER) -d postgres -qAt -v ON_ERROR_STOP=1
+
+test-postgres: $(VENV)/.test .system-deps node_modules/.installed
+	@echo "==> pytest tests/progress tests/statements on PostgreSQL $(PG_HOST):$(PG_PORT)"
+	@db=progress_ci_$$$$; \
+	$(PSQL) -c "CREATE DATABASE $$db" || exit 1; \
+	DATABASE_URL=postgres://$(PG_USER)@$(PG_HOST):$(PG_PORT)/$$db \
+		$(PY) -m pytest -q tests/progress tests/statements; status=$$?; \
+	$(PSQL) -c "DROP DATABASE IF EXISTS test_$$db WITH (FORCE)" \
+		-c "DROP DATABASE IF EXISTS $$db WITH (FORCE)"; \
+	exit $$status
 
 test: lint typecheck test-js test-py
+
+# Debian's nginx for the proxy tests of `make test-scale`; openssl makes their certificate.
+.scale-deps:
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
+		echo "==> Installing Debian's nginx"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nginx openssl >/dev/null; }
+
+# The deployment at scale on real processes (about 2 minutes): nginx in front (TLS,
+# X-Forwarded-*, idle sockets), two web and two worker nodes, Redis Sentinel failover.
+test-scale: $(VENV)/.test .system-deps node_modules/.installed .scale-deps
+	@echo "==> pytest -m scale (nginx, two web and two worker nodes, Redis Sentinel)"
+	@$(PY) -m pytest -m scale
 
 # Every figure of docs/performance.md, with ratios against baselines measured in
 # the same run; about 10 minutes. BENCH_ARGS=--quick makes each a smoke run.

@@ -667,7 +667,11 @@ async def floor_run(
     url = f"ws://127.0.0.1:{port}/?channel="
     origin = {"Origin": f"http://127.0.0.1:{port}"}
     if users:
-        sockets = [{"url": url + channel, "headers": origin} for channel in channels]
+        sockets = [
+            {"url": url + channel, "headers": origin}
+            for index, channel in enumerate(channels)
+            for _tab in range(tabs_of(index, args))
+        ]
     else:
         sockets = [{"url": url + channels[0], "headers": origin} for _ in range(count)]
     publisher = FloorPublisher()
@@ -706,7 +710,12 @@ async def floor_run(
     )
     try:
         run = await run_sockets(
-            target, scenario, sockets, lambda jobs: jobs if users else jobs * count, args, workdir
+            target,
+            scenario,
+            sockets,
+            lambda jobs: per_tab(jobs, args) if users else jobs * count,
+            args,
+            workdir,
         )
     finally:
         await publisher.stop()
@@ -987,6 +996,16 @@ async def ours_run(stack: Stack, scenario: str, args: argparse.Namespace, workdi
     return run
 
 
+def tabs_of(user: int, args: argparse.Namespace) -> int:
+    """How many tabs the user number `user` has open in the users scenario: 1 to --tabs."""
+    return 1 + user % args.tabs
+
+
+def per_tab(jobs: list[str], args: argparse.Namespace) -> list[str]:
+    """The job each socket of the users scenario watches: its user's, once per tab."""
+    return [job for index, job in enumerate(jobs) for _tab in range(tabs_of(index, args))]
+
+
 async def users_run(stack: Stack, args: argparse.Namespace, workdir: Path) -> Run:
     log(f"{stack.layer} stack: restarting the worker with --pool threads for the users scenario")
     await stack.start_worker("threads", max(2, args.users))
@@ -1004,10 +1023,13 @@ async def users_run(stack: Stack, args: argparse.Namespace, workdir: Path) -> Ru
                 "Origin": stack.base_url,
             },
         }
-        for name in names
+        for index, name in enumerate(names)
+        for _tab in range(tabs_of(index, args))
     ]
     target = ours_target(stack, owners, args)
-    run = await run_sockets(target, "users", sockets, lambda jobs: jobs, args, workdir)
+    run = await run_sockets(
+        target, "users", sockets, lambda jobs: per_tab(jobs, args), args, workdir
+    )
     note_coalescing(run, args)
     run.notes.append(
         f"worker ran with {stack.pool} (prefork's 2 children cannot run {len(names)} jobs at once)"
@@ -1310,8 +1332,9 @@ def table(runs: dict[str, Run], args: argparse.Namespace) -> str:
 def scenario_title(scenario: str, args: argparse.Namespace) -> str:
     job = f"demo.count steps={args.states} delay={1 / args.rate:g}"
     if scenario == "users":
+        tabs = "1 socket" if args.tabs == 1 else f"1 to {args.tabs} sockets (tabs)"
         return (
-            f"users: {args.users} users, each with 1 socket and 1 job ({job}) at once; "
+            f"users: {args.users} users, each with {tabs} and 1 job ({job}) at once; "
             f"ours with the worker on --pool threads --concurrency {max(2, args.users)}"
         )
     return f"{scenario}: one job ({job}) watched by {scenario[2:]} sockets (pollers) of its owner"
@@ -1521,6 +1544,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", "-R", type=float, default=20.0, help="steps/s (default 20)")
     parser.add_argument("--users", type=int, default=USER_COUNT, help="users scenario size")
     parser.add_argument(
+        "--tabs",
+        type=int,
+        default=1,
+        help="in the users scenario, user i has 1 + i %% TABS sockets: 5 gives per-user groups "
+        "of 1 to 5 sockets (default 1: one socket each)",
+    )
+    parser.add_argument(
         "--throttle",
         type=float,
         default=0.02,
@@ -1545,8 +1575,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.sockets = [int(m) for m in (args.sockets or default_sockets).split(",")]
     args.states = args.states or (50 if args.quick else 200)
     args.scenarios = [f"M={m}" for m in args.sockets]
-    if min(args.sockets) < 1 or args.states < 1 or args.rate <= 0 or args.users < 1:
-        parser.error("M, S, --users must be >= 1 and --rate > 0")
+    if min(args.sockets) < 1 or args.states < 1 or args.rate <= 0 or min(args.users, args.tabs) < 1:
+        parser.error("M, S, --users and --tabs must be >= 1 and --rate > 0")
     return args
 
 

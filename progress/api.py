@@ -1,9 +1,9 @@
-"""The JSON API of the contract: tasks, jobs, cancel, retry, and a job's event stream."""
+"""The JSON API of the contract: tasks, jobs, cancel, retry, event streams of a job or a user."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from functools import wraps
 from inspect import iscoroutinefunction
 from typing import Any
@@ -21,7 +21,7 @@ from .exceptions import (
     TooManyLaunches,
     UnknownTask,
 )
-from .streams import job_events
+from .streams import UserStream, job_events
 
 View = Callable[..., HttpResponse]
 
@@ -194,7 +194,22 @@ async def job_event_stream(request: HttpRequest, job_id: str) -> HttpResponseBas
         job = await services.aget_visible_job(user, job_id)
     except JobNotFound as exc:
         return _error(404, str(exc))
-    response = StreamingHttpResponse(job_events(job), content_type="text/event-stream")
+    return _event_stream(job_events(job))
+
+
+@allow("GET")
+async def user_event_stream(request: HttpRequest) -> HttpResponseBase:
+    """Runs for GET /api/events/: the socket's frames over SSE, for pages whose proxy drops
+    WebSocket upgrades (an addition to the contract)."""
+    user = await request.auser()
+    if not user.is_authenticated or user.pk is None:
+        return _error(401, "Authentication required.")
+    session_key = getattr(getattr(request, "session", None), "session_key", None)
+    return _event_stream(UserStream(int(user.pk), session_key).events())
+
+
+def _event_stream(events: AsyncIterator[str]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(events, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     # Tells nginx not to buffer the stream.
     response["X-Accel-Buffering"] = "no"

@@ -39,6 +39,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="progress.E004",
             )
         )
+    messages += _check_sentinels(values)
     try:
         import_string(values["VISIBILITY"])
     except ImportError as exc:
@@ -79,3 +80,44 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
     return messages
+
+
+def _check_sentinels(values: dict[str, Any]) -> list[CheckMessage]:
+    """Runs within check_settings: sentinels need a primary's name, and a name needs them."""
+    sentinels, master = values["REDIS_SENTINELS"], values["REDIS_SENTINEL_MASTER"]
+    hint = (
+        "Set both PROGRESS['REDIS_SENTINELS'], a list of (host, port) pairs, and"
+        " PROGRESS['REDIS_SENTINEL_MASTER'], the name the sentinels monitor (or neither)."
+    )
+    if not isinstance(sentinels, list | tuple) or not all(
+        isinstance(entry, list | tuple)
+        and len(entry) == 2
+        and isinstance(entry[0], str)
+        and isinstance(entry[1], int)
+        for entry in sentinels
+    ):
+        return [
+            Error(
+                f"PROGRESS['REDIS_SENTINELS'] must be a list of (host, port) pairs,"
+                f" not {sentinels!r}.",
+                hint=hint,
+                id="progress.E007",
+            )
+        ]
+    if sentinels and not master:
+        return [
+            Error(
+                "PROGRESS['REDIS_SENTINELS'] is set but PROGRESS['REDIS_SENTINEL_MASTER'] is not.",
+                hint=hint,
+                id="progress.E007",
+            )
+        ]
+    if master and not sentinels:
+        return [
+            Error(
+                "PROGRESS['REDIS_SENTINEL_MASTER'] is set but PROGRESS['REDIS_SENTINELS'] is not.",
+                hint=hint,
+                id="progress.E007",
+            )
+        ]
+    return []

@@ -12,6 +12,13 @@ from django.core.signals import setting_changed
 DEFAULTS: dict[str, Any] = {
     # Redis for job states and socket counts; usually the channel layer's server.
     "REDIS_URL": None,
+    # Redis Sentinel: (host, port) pairs of the sentinels and the name of the primary
+    # they watch. When set, job states go to whichever server the sentinels name
+    # primary, and REDIS_URL gives only the database number and password.
+    "REDIS_SENTINELS": [],
+    "REDIS_SENTINEL_MASTER": None,
+    # Connection options for the sentinels themselves, e.g. {"password": ...}.
+    "REDIS_SENTINEL_KWARGS": {},
     # Seconds between two published progress states of one job; state changes
     # and the last state of a burst always go out.
     "THROTTLE": 0.1,
@@ -58,10 +65,15 @@ DEFAULTS: dict[str, Any] = {
     "PUBLISH_RETRY_FOR": 300.0,
     # Seconds between SSE keep-alive comments.
     "SSE_KEEPALIVE": 15.0,
+    # The bearer token GET /metrics/ asks of Prometheus (staff signed in need none);
+    # empty turns the endpoint off (404).
+    "METRICS_TOKEN": "",
 }
 
 _NUMBERS = {key for key, value in DEFAULTS.items() if isinstance(value, int | float)}
 _TEXTS = {"VISIBILITY", "LOG_LEVEL"}
+# Texts that may be empty, which turns their feature off.
+_OPTIONAL_TEXTS = {"METRICS_TOKEN"}
 
 
 def validate(user_settings: object) -> dict[str, Any]:
@@ -86,6 +98,10 @@ def validate(user_settings: object) -> dict[str, Any]:
             raise ImproperlyConfigured(
                 f"PROGRESS[{key!r}] must be a non-empty string, not {value!r}."
             )
+    for key in _OPTIONAL_TEXTS & set(user_settings):
+        value = user_settings[key]
+        if not isinstance(value, str):
+            raise ImproperlyConfigured(f"PROGRESS[{key!r}] must be a string, not {value!r}.")
     level = user_settings.get("LOG_LEVEL", DEFAULTS["LOG_LEVEL"])
     if not isinstance(logging.getLevelName(level), int):
         raise ImproperlyConfigured(f"PROGRESS['LOG_LEVEL'] must be a logging level, not {level!r}.")

@@ -157,6 +157,9 @@ class LayerJobMessage(TypedDict):
     final: bool
     # The whole `job` frame, encoded once and sent as-is to every socket.
     frame: str
+    # The state's ts, so hubs time its trip without decoding the frame; only on
+    # messages the publisher sends, not on states re-read from Redis.
+    ts: NotRequired[float]
 
 
 _USER_GROUP_PREFIX = "progress.user."
@@ -376,9 +379,11 @@ def group_progress(group: JobState, parts: PartsSum, now: float) -> None:
         group.rate = group.eta = None
 
 
-def job_message(group: str, job_id: str, seq: int, final: bool, frame: str) -> LayerJobMessage:
+def job_message(
+    group: str, job_id: str, seq: int, final: bool, frame: str, ts: float | None = None
+) -> LayerJobMessage:
     """The channel-layer message that carries one job state to the hubs listening on `group`."""
-    return {
+    message: LayerJobMessage = {
         "type": LAYER_JOB_MESSAGE,
         "group": group,
         "job_id": job_id,
@@ -386,6 +391,9 @@ def job_message(group: str, job_id: str, seq: int, final: bool, frame: str) -> L
         "final": final,
         "frame": frame,
     }
+    if ts:
+        message["ts"] = ts
+    return message
 
 
 def job_frame(job_json: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any, Protocol
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from . import services, sessions
+from . import metrics, services, sessions
 from .conf import progress_settings
 from .events import (
     LAYER_JOB_MESSAGE,
@@ -42,6 +43,10 @@ LOG_FRAMES_WAITING = 50
 
 # Backoff after a failed receive (Redis restarting): from 0.1 s up to this.
 MAX_RETRY_DELAY = 5.0
+
+# Bound once: they run for each frame.
+_delivered = metrics.MESSAGES_DELIVERED.inc
+_publish_to_send = metrics.PUBLISH_TO_SEND.observe
 
 
 class Listener(Protocol):
@@ -213,6 +218,7 @@ class Hub:
         if not await services.open_socket(user_id, socket_id):
             return False
         self._sockets[socket_id] = _Socket(user_id, session_key or "", close)
+        metrics.OPEN_SOCKETS.inc()
         return True
 
     async def release_socket(self, socket_id: str) -> None:
@@ -220,6 +226,7 @@ class Hub:
         held = self._sockets.pop(socket_id, None)
         if held is None:
             return
+        metrics.OPEN_SOCKETS.dec()
         # Sockets closing together (a deploy, a network blip) share one round trip to
         # Redis, instead of each waiting for a connection of the pool.
         self._releasing.append((socket_id, held.user_id))
@@ -326,6 +333,12 @@ class Hub:
                 listener.offer(job_id, seq, frame)
             except Exception:
                 logger.exception("A listener failed on job %s", job_id)
+        # Only the publisher's messages carry ts: states re-read from Redis may be hours old.
+        ts = message.get("ts")
+        if ts:
+            # Sockets that keep up were written to by now (run_eagerly). Clocks of other
+            # hosts may run ahead of this one's.
+            _publish_to_send(max(0.0, time.time() - ts))
 
     def _dispatch_log(self, message: Mapping[str, Any]) -> None:
         """Runs for each batch of log lines: to the listeners that take logs (sockets that
@@ -584,6 +597,7 @@ class Outbox:
         try:
             if frame is not None:
                 await self._send({"type": "websocket.send", "text": frame})
+                _delivered()
             while (self._waiting or self._logs) and not self.closed:
                 if self._waiting:
                     job_id = next(iter(self._waiting))
@@ -591,6 +605,7 @@ class Outbox:
                 else:
                     frame = self._logs.popleft()
                 await self._send({"type": "websocket.send", "text": frame})
+                _delivered()
         except Exception as exc:  # The client went away; its consumer's disconnect cleans up.
             logger.debug("Socket write failed: %r", exc)
             self.close()

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from channels.layers import get_channel_layer
 from redis.exceptions import RedisError
 
+from . import metrics
 from .conf import progress_settings
 from .events import (
     LAYER_SESSION_ENDED,
@@ -197,9 +198,14 @@ class Publisher:
                 message = log_message(group, job_id, last, log_frame(job_id, numbered))
                 async with self._sending:
                     await _layer().group_send(group, message)
+                metrics.PUBLISHED_LOG.inc()
             except Exception as exc:  # The drain must outlive any one failure.
                 logger.warning(
-                    "Could not publish %d log lines of job %s: %r", len(lines), job_id, exc
+                    "Could not publish %d log lines of job %s: %r",
+                    len(lines),
+                    job_id,
+                    exc,
+                    extra={"job_id": job_id, "user_id": owner_id},
                 )
             finally:
                 done.set_result(None)
@@ -343,12 +349,15 @@ class Publisher:
             # group through their hub and keep only that job (fanout.OneJob).
             group = user_group(item.state.owner_id)
             frame = job_frame(job_json)
-            message = job_message(group, item.state.id, seq, item.state.is_final, frame)
+            message = job_message(
+                group, item.state.id, seq, item.state.is_final, frame, ts=item.state.ts
+            )
             try:
                 async with self._sending:
                     await layer.group_send(group, message)
             except _TRANSIENT as exc:
                 return self._keep(chain[index:], exc, "send")
+            metrics.PUBLISHED_JOB.inc()
             item.resolve(seq)
         return []
 
@@ -363,7 +372,12 @@ class Publisher:
             if now < item.give_up_at:
                 kept.append(item)
             else:
-                logger.error("Gave up publishing %s of job %s", item.state.state, item.state.id)
+                logger.error(
+                    "Gave up publishing %s of job %s",
+                    item.state.state,
+                    item.state.id,
+                    extra={"job_id": item.state.id, "user_id": item.state.owner_id},
+                )
         logger.warning("Could not %s %d states, retrying: %r", step, len(kept), exc)
         return kept
 

@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.text import get_valid_filename
 from redis.exceptions import RedisError
 
-from . import groups, permissions, registry, signals
+from . import groups, metrics, permissions, registry, signals
 from .conf import progress_settings
 from .events import (
     FINAL_STATES,
@@ -64,6 +64,11 @@ _STORE_ERRORS = (RedisError, OSError, TimeoutError, RuntimeError)
 
 def _now_iso() -> str:
     return timezone.now().isoformat()
+
+
+def _about(job: Job) -> dict[str, Any]:
+    """The `extra=` of a log call about a job: its id and owner for structured logs."""
+    return {"job_id": str(job.pk), "user_id": job.owner_id}
 
 
 def _user_id(user: User) -> int:
@@ -264,7 +269,7 @@ def _enqueue(job: Job, spec: LaunchableTask) -> None:
     try:
         spec.task.apply_async(kwargs=job.params, task_id=str(job.id))
     except Exception:  # Any broker failure must end the job, not leave it PENDING.
-        logger.exception("Could not queue job %s", job.id)
+        logger.exception("Could not queue job %s", job.id, extra=_about(job))
         record_final(job, State.FAILURE, error="The job could not be queued; try again later.")
 
 
@@ -322,7 +327,13 @@ def commit_state(state: JobState, floor: int = 0, detail: str = "") -> int | Non
     try:
         seq = get_publisher().publish(state, floor).result(PUBLISH_TIMEOUT)
     except Exception as exc:  # Redis down: the row records the state; the publisher retries.
-        logger.warning("Could not publish %s of job %s yet: %r", state.state, state.id, exc)
+        logger.warning(
+            "Could not publish %s of job %s yet: %r",
+            state.state,
+            state.id,
+            exc,
+            extra={"job_id": state.id, "user_id": state.owner_id},
+        )
         seq = floor + 1
     if seq is None:
         return None
@@ -359,7 +370,9 @@ def _kept_log(job_id: str) -> list[dict[str, Any]]:
         publisher = get_publisher()
         lines = publisher.call(publisher.store.get_log(job_id))
     except _STORE_ERRORS as exc:
-        logger.warning("Log of job %s unavailable from Redis: %r", job_id, exc)
+        logger.warning(
+            "Log of job %s unavailable from Redis: %r", job_id, exc, extra={"job_id": job_id}
+        )
         return []
     return [json.loads(line) for line in lines]
 
@@ -371,7 +384,7 @@ def job_log(job: Job) -> list[str]:
         publisher = get_publisher()
         lines = publisher.call(publisher.store.get_log(str(job.pk)))
     except _STORE_ERRORS as exc:
-        logger.warning("Log of job %s unavailable from Redis: %r", job.pk, exc)
+        logger.warning("Log of job %s unavailable from Redis: %r", job.pk, exc, extra=_about(job))
         lines = []
     if lines:
         return lines
@@ -459,14 +472,17 @@ def sweep_lost_jobs() -> list[str]:
     lost = publisher.call(publisher.store.lost_jobs(ids, timeout / 2))
     ended = []
     for job in Job.objects.unfinished().filter(pk__in=lost):
-        logger.warning("Job %s lost its worker: no lease renewal for %.0fs", job.pk, timeout)
+        logger.warning(
+            "Job %s lost its worker: no lease renewal for %.0fs", job.pk, timeout, extra=_about(job)
+        )
         if record_final(job, State.FAILURE, error=WORKER_LOST_ERROR, detail="No lease renewal."):
             ended.append(str(job.pk))
+            metrics.WORKER_LOST.inc()
         try:
             # Should the broker deliver its task again (acks_late), workers drop it.
             current_app.control.revoke(str(job.pk))
         except Exception as exc:  # The job has ended either way; a rerun would report nothing.
-            logger.warning("Could not revoke lost job %s: %r", job.pk, exc)
+            logger.warning("Could not revoke lost job %s: %r", job.pk, exc, extra=_about(job))
     return ended
 
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
+from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, NoScriptError, TimeoutError
 
+from .conf import progress_settings
 from .events import (
     EPOCH_KEY,
     SUSPECTS_KEY,
@@ -25,6 +29,8 @@ from .events import (
     sockets_key,
     state_key,
 )
+
+logger = logging.getLogger(__name__)
 
 # Numbers a job's state and stores it in one step, so that seq grows strictly
 # whichever process writes, a PENDING never follows a later state, and nothing
@@ -231,24 +237,101 @@ def _group_sum(row: Any) -> GroupSum | None:
     )
 
 
+class BlockingSentinelConnectionPool(SentinelConnectionPool, redis.BlockingConnectionPool):
+    """redis-py's Sentinel pool, which waits for a free connection as the blocking pool does,
+    and asks the sentinels for the primary again at least every `recheck` seconds."""
+
+    def __init__(
+        self,
+        service_name: str,
+        sentinel_manager: Sentinel,
+        *,
+        recheck: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(service_name, sentinel_manager, **kwargs)
+        self.recheck = recheck
+        self._checked = 0.0
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        """Runs before each command. redis-py asks the sentinels only when it connects, so a
+        primary that was frozen or cut off, and came back still a primary in its own eyes
+        until the sentinels demote it (some 8 s), would keep our connections and take
+        writes the new primary never sees; after a failover none stays longer than this."""
+        if self.is_master and time.monotonic() - self._checked >= self.recheck:
+            self._checked = time.monotonic()
+            try:
+                # Disconnects the idle connections when the primary has moved.
+                await self.get_master_address()
+            except (ConnectionError, TimeoutError) as exc:
+                # The pooled connections may still reach the primary; a command that
+                # cannot will fail with its own error.
+                logger.warning("Could not ask the Redis sentinels for the primary: %r", exc)
+        connection = await super().get_connection(*args, **kwargs)
+        address = (connection.host, connection.port)
+        if self.master_address is not None and address != self.master_address:
+            # In use when the primary moved: reconnects to the new one on its first write.
+            await connection.disconnect()
+        return connection
+
+
+def _sentinel_pool(
+    url: str, sentinels: Sequence[tuple[str, int]], master: str, options: dict[str, Any]
+) -> redis.ConnectionPool:
+    """A pool of connections to whichever server the sentinels name primary of `master`;
+    `url` gives only the database number and credentials."""
+    parts = urlsplit(url)
+    connection: dict[str, Any] = {**options, "db": int(parts.path.strip("/") or 0)}
+    for key, value in (("username", parts.username), ("password", parts.password)):
+        if value:
+            connection[key] = unquote(value)
+    manager = Sentinel(
+        [(host, int(port)) for host, port in sentinels],
+        # Sentinels are asked on every reconnect: a dead one must not hold that up.
+        sentinel_kwargs={
+            "socket_timeout": 2,
+            "socket_connect_timeout": 2,
+            **progress_settings.REDIS_SENTINEL_KWARGS,
+        },
+    )
+    return BlockingSentinelConnectionPool(master, manager, **connection)
+
+
 class StateStore:
     """Redis access for job states; every coroutine here runs on the publisher's loop."""
 
-    def __init__(self, url: str, ttl: int) -> None:
-        # A blocking pool: many sockets closing at once wait for a connection
-        # instead of failing, as redis-py's default pool does past its limit.
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=64,
-            timeout=10,
-            decode_responses=True,
+    def __init__(
+        self,
+        url: str,
+        ttl: int,
+        sentinels: Sequence[tuple[str, int]] | None = None,
+        master: str | None = None,
+    ) -> None:
+        """Runs once per process, when the publisher first needs Redis; `sentinels` and
+        `master` default to PROGRESS' REDIS_SENTINELS and REDIS_SENTINEL_MASTER."""
+        if sentinels is None:
+            sentinels = progress_settings.REDIS_SENTINELS
+            master = master or progress_settings.REDIS_SENTINEL_MASTER
+        options: dict[str, Any] = {
+            "max_connections": 64,
+            "timeout": 10,
+            "decode_responses": True,
             # Pooled connections outlive a Redis restart; without retries (redis-py's
             # default for a pool made here), the first command on each fails.
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
-            retry_on_error=[ConnectionError, TimeoutError],
+            "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+            "retry_on_error": [ConnectionError, TimeoutError],
             # Names its connections in CLIENT LIST, for operators (and tests).
-            client_name=CLIENT_NAME,
-        )
+            "client_name": CLIENT_NAME,
+        }
+        # A blocking pool: many sockets closing at once wait for a connection
+        # instead of failing, as redis-py's default pool does past its limit.
+        pool: redis.ConnectionPool
+        if sentinels:
+            if not master:
+                raise ValueError("Redis sentinels need the name of their primary (master).")
+            pool = _sentinel_pool(url, sentinels, master, options)
+        else:
+            pool = redis.BlockingConnectionPool.from_url(url, **options)
         self.redis = redis.Redis(connection_pool=pool)
         self.ttl = int(ttl)
         self._save = self.redis.register_script(_SAVE_STATE)

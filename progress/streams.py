@@ -1,13 +1,27 @@
-"""The server-sent-events stream of one job, for clients that cannot use WebSockets."""
+"""Server-sent-event streams, of one job or of a user's jobs, for clients without WebSockets."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
+from channels.db import database_sync_to_async
+from redis.exceptions import RedisError
+
+from . import services
 from .conf import progress_settings
-from .events import job_frame
+from .consumers import _END_REASONS
+from .events import CloseCode, error_frame, job_frame, snapshot_frame, user_group
+from .fanout import Hub, get_hub
 from .models import Job
-from .subscriptions import job_updates
+from .subscriptions import Inbox, job_updates
+
+logger = logging.getLogger(__name__)
+
+KEEP_ALIVE = ": keep-alive\n\n"
 
 
 def _event(seq: int, frame: str) -> str:
@@ -18,6 +32,84 @@ async def job_events(job: Job) -> AsyncIterator[str]:
     """Yields the job's current state, then each newer one, and ends after the final state."""
     async for found in job_updates(job, idle=float(progress_settings.SSE_KEEPALIVE)):
         if found is None:
-            yield ": keep-alive\n\n"
+            yield KEEP_ALIVE
         else:
             yield _event(found.seq, job_frame(found.json))
+
+
+class UserStream:
+    """One tab's stream of the user's jobs over SSE: the socket's frames, and held like a
+    socket, so the user's MAX_SOCKETS limit, a logout, the session re-check and a server
+    shutdown end it as they would close the socket it stands in for."""
+
+    def __init__(self, user_id: int, session_key: str | None) -> None:
+        self.user_id = user_id
+        self.session_key = session_key
+        self.id = uuid.uuid4().hex
+        self._ended: asyncio.Future[CloseCode] | None = None
+
+    async def end(self, code: CloseCode) -> None:
+        """Runs when the hub ends the stream: a logout, an invalid session, a shutdown."""
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_result(code)
+
+    async def events(self) -> AsyncIterator[str]:
+        """Yields the snapshot a socket would get, then every newer state of the user's jobs;
+        endless until the client goes away or the hub ends it. Where a socket would get an
+        error frame before its close, the stream sends it as its last event."""
+        self._ended = asyncio.get_running_loop().create_future()
+        try:
+            hub = await get_hub()
+            held = await hub.hold_socket(self.user_id, self.id, self.session_key, self.end)
+        except (RedisError, OSError) as exc:
+            logger.warning("Stream of user %s could not start: %r", self.user_id, exc)
+            yield _end_event(CloseCode.TRY_AGAIN_LATER)
+            return
+        if not held:
+            yield _end_event(CloseCode.TOO_MANY_SOCKETS)
+            return
+        try:
+            async for event in self._states(hub):
+                yield event
+        finally:
+            await hub.release_socket(self.id)
+
+    async def _states(self, hub: Hub) -> AsyncIterator[str]:
+        assert self._ended is not None
+        # Joined before the snapshot is read, as the consumer does, so no state falls between.
+        group = user_group(self.user_id)
+        inbox = Inbox()
+        await hub.join(group, inbox)
+        try:
+            jobs = await database_sync_to_async(services.owner_snapshot)(self.user_id)
+            for job_id, found in jobs:
+                inbox.seen[job_id] = found.seq
+            hub.expect(group, {job_id: found.seq for job_id, found in jobs if not found.final})
+            yield _data(snapshot_frame([found.json for _id, found in jobs]))
+            idle = float(progress_settings.SSE_KEEPALIVE)
+            while True:
+                taking = asyncio.ensure_future(inbox.take(idle))
+                either: set[asyncio.Future[Any]] = {taking, self._ended}
+                try:
+                    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not taking.done():
+                        taking.cancel()
+                if self._ended.done():
+                    if self._ended.result() in _END_REASONS:
+                        yield _end_event(self._ended.result())
+                    return
+                taken = taking.result()
+                # The frame the hub hands sockets, byte for byte; no id: line, since a seq
+                # is per job and this stream carries many.
+                yield KEEP_ALIVE if taken is None else _data(taken[2])
+        finally:
+            await hub.leave(group, inbox)
+
+
+def _data(frame: str) -> str:
+    return f"data: {frame}\n\n"
+
+
+def _end_event(code: CloseCode) -> str:
+    return _data(error_frame(*_END_REASONS[code]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 
@@ -14,10 +15,14 @@ from django.utils.http import urlencode
 from django.utils.text import get_valid_filename
 from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
 
 from . import registry, services
+from .conf import progress_settings
 from .events import FINAL_STATES, State
 from .exceptions import JobNotFound
+from .metrics import exposition
 from .models import Job
 
 # A placeholder the page's JS replaces with a job id to build URLs.
@@ -180,3 +185,28 @@ def server_error(
     if _is_api(request):
         return JsonResponse({"error": "Internal server error; try again later."}, status=500)
     return defaults.server_error(request, template_name)
+
+
+@never_cache
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Runs when Prometheus scrapes this process: its figures, for the bearer of
+    PROGRESS["METRICS_TOKEN"] or a signed-in staff user; 404 while no token is set."""
+    token = str(progress_settings.METRICS_TOKEN)
+    if not token:
+        raise Http404()
+    if not (_bears(request, token) or request.user.is_staff):
+        response = HttpResponse("Authentication required.\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    body, content_type = exposition()
+    return HttpResponse(body, content_type=content_type)
+
+
+def _bears(request: HttpRequest, token: str) -> bool:
+    """Whether the request's Authorization header is `Bearer <token>`."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # Constant time, so the token cannot be guessed a character at a time.
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )

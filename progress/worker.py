@@ -26,7 +26,7 @@ from celery.signals import (
 )
 from django.core.serializers.json import DjangoJSONEncoder
 
-from . import logs, services
+from . import logs, metrics, services
 from .events import WORKER_LOST_ERROR, State, parse_job_id
 from .exceptions import JobError
 from .models import Job
@@ -107,7 +107,9 @@ def _on_failure(task_id: str, exception: BaseException, **kwargs: Any) -> None:
     if running is not None:
         running[0].finish(State.FAILURE, error=error, detail=detail)
         return
-    _end_unfinished(task_id, State.FAILURE, error=error, detail=detail)
+    ended = _end_unfinished(task_id, State.FAILURE, error=error, detail=detail)
+    if ended and isinstance(exception, WorkerLostError):
+        metrics.WORKER_LOST.inc()
 
 
 @task_retry.connect
@@ -146,8 +148,10 @@ def _job_of(task_id: object) -> Job | None:
 
 def _end_unfinished(
     task_id: object, final: State, error: str | None = None, detail: str = ""
-) -> None:
-    """Ends the task's job from outside its reporter, unless it has already ended."""
+) -> bool:
+    """Ends the task's job from outside its reporter, unless it has already ended; True if
+    this call ended it."""
     job = _job_of(task_id)
-    if job is not None and not job.is_final:
-        services.record_final(job, final, error=error, detail=detail)
+    if job is None or job.is_final:
+        return False
+    return services.record_final(job, final, error=error, detail=detail) is not None

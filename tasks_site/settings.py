@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -144,6 +144,51 @@ def next_redis_db(url: str) -> str:
 # the Celery broker in another, so neither can flush or crowd out the other.
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
+
+def sentinel_address(entry: str) -> tuple[str, int]:
+    """A "host:port" of REDIS_SENTINELS as the (host, port) redis-py takes."""
+    host, _, port = entry.strip().rpartition(":")
+    if not host or not port.isdigit():
+        raise ImproperlyConfigured(f"REDIS_SENTINELS takes host:port entries, not {entry!r}.")
+    return host, int(port)
+
+
+# With Redis Sentinel (docs/scaling-notes.md) every client asks the sentinels for
+# the current primary of REDIS_SENTINEL_MASTER, so a failover moves them all; REDIS_URL
+# then gives only the database number and the primary's password, not its address.
+REDIS_SENTINELS = [sentinel_address(entry) for entry in env.list("REDIS_SENTINELS", default=[])]
+REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", default="")
+# Sentinels may have a password of their own (`requirepass` in sentinel.conf).
+REDIS_SENTINEL_PASSWORD = env.str("REDIS_SENTINEL_PASSWORD", default="")
+if REDIS_SENTINELS and not REDIS_SENTINEL_MASTER:
+    raise ImproperlyConfigured("REDIS_SENTINELS is set but REDIS_SENTINEL_MASTER is not.")
+_redis_parts = urlsplit(REDIS_URL)
+REDIS_DB = int(_redis_parts.path.strip("/") or 0)
+SENTINEL_KWARGS = {"password": REDIS_SENTINEL_PASSWORD} if REDIS_SENTINEL_PASSWORD else {}
+
+
+def layer_host() -> dict[str, object]:
+    """The channel layer's one host: REDIS_URL, or the primary the sentinels name."""
+    # channels-redis blocks for 5 s per read while waiting for messages; redis-py
+    # 8's default 5 s socket timeout would cut that read and drop every socket
+    # idle for 5 s.
+    if not REDIS_SENTINELS:
+        return {"address": REDIS_URL, "socket_timeout": 30}
+    host: dict[str, object] = {
+        "sentinels": REDIS_SENTINELS,
+        "master_name": REDIS_SENTINEL_MASTER,
+        # Without its own timeouts, asking a dead sentinel would wait 30 s.
+        "sentinel_kwargs": {"socket_timeout": 2, "socket_connect_timeout": 2, **SENTINEL_KWARGS},
+        "db": REDIS_DB,
+        "socket_timeout": 30,
+    }
+    if _redis_parts.username:
+        host["username"] = unquote(_redis_parts.username)
+    if _redis_parts.password:
+        host["password"] = unquote(_redis_parts.password)
+    return host
+
+
 # Each web process holds one channel of its own (progress/fanout.py), so the
 # layer carries one message per process and group, never one per socket.
 # "redis" is channels-redis' core layer, "pubsub" its RedisPubSubChannelLayer;
@@ -153,7 +198,7 @@ if CHANNEL_LAYER == "pubsub":
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
+            "CONFIG": {"hosts": [layer_host()]},
         }
     }
 elif CHANNEL_LAYER == "redis":
@@ -161,10 +206,7 @@ elif CHANNEL_LAYER == "redis":
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                # channels-redis blocks for 5 s per read while waiting for
-                # messages; redis-py 8's default 5 s socket timeout would cut
-                # that read and drop every socket idle for 5 s.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                "hosts": [layer_host()],
                 # One channel per web process takes every state of its
                 # sockets' jobs: the default of 100 would drop whole group
                 # messages under a burst of many jobs.
@@ -176,7 +218,22 @@ elif CHANNEL_LAYER == "redis":
 else:
     raise ImproperlyConfigured(f"CHANNEL_LAYER must be 'redis' or 'pubsub', not {CHANNEL_LAYER!r}.")
 
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=next_redis_db(REDIS_URL))
+if REDIS_SENTINELS:
+    # kombu's Sentinel transport: one sentinel:// URL per sentinel, joined by ";";
+    # the first URL's path is the broker's database, the next after REDIS_URL's.
+    _userinfo = _redis_parts.netloc.rpartition("@")[0]
+    _broker_auth = f"{_userinfo}@" if _userinfo else ""
+    _broker_db = (REDIS_DB + 1) % 16
+    _default_broker = ";".join(
+        f"sentinel://{_broker_auth}{host}:{port}/{_broker_db}" for host, port in REDIS_SENTINELS
+    )
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "master_name": REDIS_SENTINEL_MASTER,
+        "sentinel_kwargs": {"socket_timeout": 2, "socket_connect_timeout": 2, **SENTINEL_KWARGS},
+    }
+else:
+    _default_broker = next_redis_db(REDIS_URL)
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=_default_broker)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
@@ -200,18 +257,40 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="progress@localhost")
 
 PROGRESS = {
     "REDIS_URL": REDIS_URL,
+    "REDIS_SENTINELS": REDIS_SENTINELS,
+    "REDIS_SENTINEL_MASTER": REDIS_SENTINEL_MASTER,
+    "REDIS_SENTINEL_KWARGS": SENTINEL_KWARGS,
     "MAX_RUNNING_JOBS": env.int("PROGRESS_MAX_RUNNING_JOBS", default=0),
     "MAX_SOCKETS": env.int("PROGRESS_MAX_SOCKETS", default=0),
     "MAX_LAUNCHES_PER_MINUTE": env.int("PROGRESS_MAX_LAUNCHES_PER_MINUTE", default=0),
     "THROTTLE": env.float("PROGRESS_THROTTLE", default=0.1),
     "RETENTION": env.float("PROGRESS_RETENTION", default=30 * 24 * 3600),
+    "METRICS_TOKEN": env("PROGRESS_METRICS_TOKEN", default=""),
 }
 
+# LOG_FORMAT=json writes one JSON object per line (progress/jsonlog.py), with the
+# job_id and user_id of the job a line is about; plain is for people at a terminal.
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "progress.jsonlog.JsonFormatter"},
+    },
+    "filters": {"job_context": {"()": "progress.jsonlog.JobContextFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["job_context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
+# Celery replaces the root logger's handlers with its own plain ones unless told not
+# to; JSON lines must come out of workers too, where the job context is.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT == "plain"

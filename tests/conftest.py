@@ -6,9 +6,11 @@ import json
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -35,13 +37,17 @@ class Stack:
         self.workdir = workdir
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
+        # A database of its own on the PostgreSQL server of DATABASE_URL, if that is
+        # one, and dropped by stop(); a stack given DATABASE_URL shares that one.
+        self.own_database: str | None = None
+        if "DATABASE_URL" not in env:
+            env["DATABASE_URL"] = self._database_url(workdir)
         self.env = test_env(
             DJANGO_SETTINGS_MODULE="tests.stack.settings",
             DEBUG="0",
             SECRET_KEY="stack-secret-key-for-tests",
             ALLOWED_HOSTS="127.0.0.1,localhost",
             REDIS_URL=redis_url,
-            DATABASE_URL=os.environ.get("STACK_DATABASE_URL", f"sqlite:///{workdir}/db.sqlite3"),
             MEDIA_ROOT=str(workdir / "media"),
             STATIC_ROOT=str(workdir / "static"),
             # Mail the statements app sends lands in files a test can read.
@@ -97,13 +103,14 @@ class Stack:
         wait_for(lambda: "ready." in worker.output() or worker.assert_alive(), timeout=60)
         return worker
 
-    def start_web(self, **env: str) -> Service:
-        """Starts the ASGI server on the stack's port and waits until it answers."""
+    def start_web(self, *args: str, **env: str) -> Service:
+        """Starts the ASGI server on the stack's port and waits until it answers; `args` are
+        more uvicorn flags."""
         self.web = Service(
             "web",
             [PYTHON, "-m", "progress.server", "tasks_site.asgi:application", "--host",
              "127.0.0.1", "--port", str(self.port), "--lifespan", "off",
-             "--ws-per-message-deflate", "false", "--ws-max-size", "65536"],
+             "--ws-per-message-deflate", "false", "--ws-max-size", "65536", *args],
             {**self.env, **env}, self._log("web"),
         )  # fmt: skip
         web = self.web
@@ -135,9 +142,36 @@ class Stack:
         for service in self.services:
             service.assert_alive()
 
+    def _database_url(self, workdir: Path) -> str:
+        """Runs once, from __init__: STACK_DATABASE_URL as it is, a new PostgreSQL database
+        when DATABASE_URL names a PostgreSQL server, else a SQLite file in `workdir`."""
+        if "STACK_DATABASE_URL" in os.environ:
+            return os.environ["STACK_DATABASE_URL"]
+        server = os.environ.get("DATABASE_URL", "")
+        if not server.startswith(("postgres://", "postgresql://", "pgsql://")):
+            return f"sqlite:///{workdir}/db.sqlite3"
+        self.own_database = f"progress_stack_{uuid.uuid4().hex[:12]}"
+        postgres(server, f'CREATE DATABASE "{self.own_database}"')
+        return urlunsplit(urlsplit(server)._replace(path=f"/{self.own_database}"))
+
     def stop(self) -> None:
         for service in self.services:
             service.stop()
+        if self.own_database is not None:
+            # FORCE: a process killed by a fault test may have left a session open.
+            drop = f'DROP DATABASE IF EXISTS "{self.own_database}" WITH (FORCE)'
+            postgres(os.environ["DATABASE_URL"], drop)
+            self.own_database = None
+
+
+def postgres(url: str, statement: str) -> None:
+    """Runs one statement, outside a transaction, in the `postgres` database of `url`'s server."""
+    import psycopg  # Only the PostgreSQL runs need the driver.
+
+    parts = urlsplit(url)
+    maintenance = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
+    with psycopg.connect(maintenance, autocommit=True) as connection:
+        connection.execute(statement.encode())
 
 
 class JobSocket:

@@ -209,6 +209,9 @@ def test_the_job_page_streams_the_log_and_a_reload_replays_it_without_repeats(
     expect(lines.first).to_contain_text("step 1 of 40: working", timeout=10_000)
     expect(page.locator("[data-log-empty]")).to_be_hidden()
     expect(page.locator("article[data-job-id]")).to_have_attribute("data-state", "PROGRESS")
+    if SCREENSHOTS:
+        # A console with a dozen lines, for docs/ui.md.
+        expect(lines.nth(11)).to_be_attached(timeout=10_000)
     shoot(page, "job-log.png")
     expect(page.locator("article[data-job-id]")).to_have_attribute(
         "data-state", "SUCCESS", timeout=20_000

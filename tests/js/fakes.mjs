@@ -1,4 +1,4 @@
-// Test doubles shared by the JS unit tests: a WebSocket the test drives by hand.
+// Test doubles shared by the JS unit tests: a WebSocket, an EventSource and fetch the tests drive by hand.
 
 // Each instance made is pushed to `sockets`, so a test can open, feed and drop it.
 export function fakeWebSocketClass(sockets) {
@@ -14,5 +14,33 @@ export function fakeWebSocketClass(sockets) {
     open() { this.onopen?.({}); }
     receive(frame) { this.onmessage?.({ data: typeof frame === "string" ? frame : JSON.stringify(frame) }); }
     drop(code = 1006) { this.onclose?.({ code }); }
+  };
+}
+
+// Each instance made is pushed to `sources`; the test opens, feeds and fails it by hand.
+export function fakeEventSourceClass(sources) {
+  return class FakeEventSource {
+    static CONNECTING = 0;
+    static OPEN = 1;
+    static CLOSED = 2;
+    constructor(url) {
+      this.url = url;
+      this.readyState = 0;
+      this.closed = false;
+      sources.push(this);
+    }
+    close() { this.closed = true; this.readyState = 2; }
+    open() { this.readyState = 1; this.onopen?.({}); }
+    receive(frame) { this.onmessage?.({ data: typeof frame === "string" ? frame : JSON.stringify(frame) }); }
+    // A dropped stream the browser retries (CONNECTING), or an error status it gives up on (CLOSED).
+    fail(readyState = 0) { this.readyState = readyState; this.onerror?.({}); }
+  };
+}
+
+// A fetch that records each call and answers `status` with `body` as JSON.
+export function fakeFetch(calls, status = 202, body = {}) {
+  return async (url, init) => {
+    calls.push({ url, init });
+    return { status, json: async () => body };
   };
 }

@@ -6,11 +6,25 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from channels.layers import channel_layers
 from django.contrib.auth.models import User
 
 from progress.events import JobState, State
 from progress.models import Job
 from progress.publisher import get_publisher
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layer() -> Iterator[None]:
+    """Each test gets channel-layer objects of its own.
+
+    channels-redis keeps one receive lock and one count of pending receives per layer
+    object, for the event loop that receives. A receive still pending when an earlier
+    test's loop closed (a hub's, whose last socket left just then) never counts itself
+    out, and the next test's loop then finds that lock bound to a dead loop.
+    """
+    yield
+    channel_layers.backends.clear()
 
 
 @pytest.fixture(autouse=True)

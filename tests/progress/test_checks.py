@@ -45,6 +45,27 @@ def test_a_visibility_rule_that_cannot_be_imported_is_an_error() -> None:
     assert messages and "nowhere.rule" in messages[0].msg and messages[0].hint
 
 
+@pytest.mark.parametrize(
+    "sentinel",
+    [
+        {"REDIS_SENTINELS": [("127.0.0.1", 26379)]},
+        {"REDIS_SENTINEL_MASTER": "mymaster"},
+        {"REDIS_SENTINELS": ["127.0.0.1:26379"], "REDIS_SENTINEL_MASTER": "mymaster"},
+    ],
+    ids=["sentinels-without-master", "master-without-sentinels", "not-host-port-pairs"],
+)
+def test_a_half_or_malformed_sentinel_setting_is_an_error(sentinel: dict[str, object]) -> None:
+    with override_settings(PROGRESS={"REDIS_URL": "redis://x", **sentinel}):
+        messages = [m for m in run_checks() if m.id == "progress.E007"]
+    assert len(messages) == 1 and messages[0].hint
+
+
+def test_a_whole_sentinel_setting_passes() -> None:
+    sentinel = {"REDIS_SENTINELS": [("127.0.0.1", 26379)], "REDIS_SENTINEL_MASTER": "mymaster"}
+    with override_settings(PROGRESS={"REDIS_URL": "redis://x", **sentinel}):
+        assert "progress.E007" not in ids()
+
+
 def test_no_celery_app_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from celery import Celery
 

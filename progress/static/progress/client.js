@@ -1,10 +1,15 @@
 // Public API for other apps: watch one job, or all of the user's jobs, over one shared socket per page.
 
+import { EVENTS_PATH, EventStreamSource } from "./fallback.js";
 import { isFinal } from "./jobs.js";
 import { ProgressSocket, socketUrl } from "./socket.js";
 
 const DEFAULT_PATH = "/ws/progress/";
 const URL_ATTRIBUTE = "data-progress-ws-url";
+const EVENTS_ATTRIBUTE = "data-progress-events-url";
+// Attempts in a row that end without a snapshot before the page gives up on WebSockets:
+// one can be a blip, two in a row from the start look like a proxy that drops upgrades.
+const FALLBACK_AFTER = 2;
 
 // One connection per ws URL, so every widget and app on a page shares one socket
 // (the server limits sockets per user, and each socket costs a snapshot).
@@ -23,10 +28,17 @@ function call(fn, ...args) {
   }
 }
 
+// querySelector tries documentElement first, then the first element carrying the attribute.
+function pageAttribute(name) {
+  return globalThis.document?.querySelector?.(`[${name}]`)?.getAttribute(name);
+}
+
 function wsPath(options) {
-  if (options.url) return options.url;
-  // querySelector tries documentElement first, then the first element carrying the attribute.
-  return globalThis.document?.querySelector?.(`[${URL_ATTRIBUTE}]`)?.getAttribute(URL_ATTRIBUTE) || DEFAULT_PATH;
+  return options.url || pageAttribute(URL_ATTRIBUTE) || DEFAULT_PATH;
+}
+
+function eventsPath(options) {
+  return options.eventsUrl || pageAttribute(EVENTS_ATTRIBUTE) || EVENTS_PATH;
 }
 
 // Each watch has its own seq rule too: one that joins late is handed the stored
@@ -48,17 +60,48 @@ class Connection {
 
   constructor(url, options) {
     this.url = url;
+    const EventSource = options.EventSource ?? globalThis.EventSource;
     this.socket = new ProgressSocket(url, {
       WebSocket: this.#recording(options.WebSocket ?? globalThis.WebSocket),
       schedule: options.schedule,
       unschedule: options.unschedule,
       random: options.random,
+      // Without EventSource there is nothing to fall back to: keep reconnecting.
+      fallbackAfter: typeof EventSource === "function" ? FALLBACK_AFTER : Infinity,
+      onFallback: () => this.#fallBack(EventSource, options),
       onSnapshot: (jobs) => this.#snapshot(jobs),
       onJob: (job) => this.#job(job),
       onLog: (frame) => this.#log(frame),
       onError: (frame) => this.#error(frame),
       onStatus: (status) => this.#status(status),
     });
+    // The socket, or once WebSockets proved blocked, the event streams that stand in for it.
+    this.transport = this.socket;
+  }
+
+  // For the rest of the page's life: WebSockets that never opened here are not expected to.
+  #fallBack(EventSource, options) {
+    const source = new EventStreamSource(eventsPath(options), {
+      store: this.socket.store,
+      EventSource,
+      fetch: options.fetch,
+      jobEventsUrl: options.jobEventsUrl,
+      cancelUrl: options.cancelUrl,
+      schedule: options.schedule,
+      unschedule: options.unschedule,
+      random: options.random,
+      status: this.socket.status,
+      onSnapshot: (jobs) => this.#snapshot(jobs),
+      onJob: (job) => this.#job(job),
+      onStatus: (status) => this.#status(status),
+      onJobError: (id, frame) => {
+        for (const watch of [...(this.jobWatches.get(id) ?? [])]) watch.error(frame);
+      },
+    });
+    for (const id of this.socket.subscriptions) source.subscribe(id);
+    this.socket.close();
+    this.transport = source;
+    source.connect();
   }
 
   // ProgressSocket re-sends subscribes by itself on reconnect; recording frames where
@@ -131,14 +174,14 @@ class Connection {
     this.jobWatches.get(id).add(watch);
     // Subscribing even to the user's own jobs: the answer carries the state of a job the
     // snapshot left out (an old finished one), and a not_found tells a watch to give up.
-    if (!this.socket.isSubscribed(id)) this.socket.subscribe(id);
+    if (!this.transport.isSubscribed(id)) this.transport.subscribe(id);
     // Deferred so callbacks never run before watch() has returned its stop().
     queueMicrotask(() => {
-      if (this.socket.status) watch.status(this.socket.status);
-      const known = this.socket.store.get(id);
+      if (this.transport.status) watch.status(this.transport.status);
+      const known = this.transport.store.get(id);
       if (known) watch.update(known);
     });
-    this.socket.connect();
+    this.transport.connect();
   }
 
   removeJobWatch(watch) {
@@ -146,7 +189,7 @@ class Connection {
     if (!watches?.delete(watch)) return;
     if (watches.size === 0) {
       this.jobWatches.delete(watch.jobId);
-      this.socket.unsubscribe(watch.jobId);
+      this.transport.unsubscribe(watch.jobId);
     }
     this.#closeIfIdle();
   }
@@ -154,11 +197,11 @@ class Connection {
   addUserWatch(watch) {
     this.userWatches.add(watch);
     queueMicrotask(() => {
-      if (this.socket.status) watch.status(this.socket.status);
+      if (this.transport.status) watch.status(this.transport.status);
       // One that joins after the snapshot is handed what it would have shown.
-      if (this.#snapshotted && !watch.snapshotted) watch.snapshot(this.socket.store.all());
+      if (this.#snapshotted && !watch.snapshotted) watch.snapshot(this.transport.store.all());
     });
-    this.socket.connect();
+    this.transport.connect();
   }
 
   removeUserWatch(watch) {
@@ -175,7 +218,7 @@ class Connection {
     for (const watch of this.userWatches) watch.active = false;
     this.jobWatches.clear();
     this.userWatches.clear();
-    this.socket.close();
+    this.transport.close();
     if (connections.get(this.url) === this) connections.delete(this.url);
   }
 }
@@ -257,10 +300,11 @@ export function watchUser(callbacks = {}, options = {}) {
 }
 
 // Prefers the socket that watches the job, since only that one will show the REVOKED state.
+// In fallback the cancel is an HTTP POST, and true means it was sent, not that it landed.
 export function cancel(jobId) {
   const all = [...connections.values()];
   const connection = all.find((candidate) => candidate.jobWatches.has(jobId)) ?? all[0];
-  return connection ? connection.socket.cancel(jobId) : false;
+  return connection ? connection.transport.cancel(jobId) : false;
 }
 
 // For tests: every module-level connection would otherwise outlive the test that made it.

@@ -8,6 +8,8 @@ import { isFinal } from "./jobs.js";
 const STATUS_TEXT = {
   connecting: "connecting…",
   live: "live",
+  // The WebSocket was blocked on the way; server-sent events carry the same states.
+  "live-sse": "live (fallback)",
   reconnecting: "reconnecting…",
   unavailable: "live updates unavailable",
   "signed-out": "signed out: reload the page to log in",

@@ -7,6 +7,9 @@ const TOO_MANY_SOCKETS = 4429;
 // The session was logged out or the user deactivated: a reconnect would be refused.
 const SESSION_ENDED = 4401;
 const NORMAL_CLOSE = 1000;
+// The server itself said "later": WebSockets get through, so these never count towards falling back.
+const TRY_AGAIN_LATER = 1013;
+const SERVER_REFUSALS = new Set([TOO_MANY_SOCKETS, TRY_AGAIN_LATER]);
 const noop = () => {};
 
 // Templates give a path; the scheme must follow the page so https pages use wss.
@@ -30,6 +33,11 @@ export class ProgressSocket {
   #closed = false;
   #status = null;
   #subscriptions = new Set();
+  #fallback;
+  // Attempts in a row that ended without a snapshot, while no socket ever delivered one.
+  #failures = 0;
+  #everLive = false;
+  #snapshotted = false;
 
   constructor(url, options = {}) {
     this.#url = url;
@@ -50,6 +58,16 @@ export class ProgressSocket {
       error: options.onError ?? noop,
       status: options.onStatus ?? noop,
     };
+    // Once a socket has delivered a snapshot, WebSockets are known to work here: later
+    // drops are outages (a deploy, a restart) that reconnecting outlasts.
+    this.#fallback = {
+      after: options.fallbackAfter ?? Infinity,
+      to: options.onFallback ?? null,
+    };
+  }
+
+  get subscriptions() {
+    return [...this.#subscriptions];
   }
 
   get status() {
@@ -69,10 +87,11 @@ export class ProgressSocket {
       ws = new this.#WebSocket(this.#url);
     } catch {
       this.#setStatus("reconnecting");
-      this.#retry();
+      if (!this.#fellBack()) this.#retry();
       return;
     }
     this.#ws = ws;
+    this.#snapshotted = false;
     ws.onopen = () => this.#opened(ws);
     ws.onmessage = (event) => {
       if (ws === this.#ws) this.#receive(event.data);
@@ -142,6 +161,8 @@ export class ProgressSocket {
       // Only a connection that delivered data counts as healthy; one that
       // opens and drops straight away keeps growing the delay.
       this.#attempt = 0;
+      this.#everLive = true;
+      this.#snapshotted = true;
       this.#setStatus("live");
       this.#on.snapshot(accepted);
     } else if (frame.type === "job") {
@@ -164,7 +185,18 @@ export class ProgressSocket {
       return;
     }
     this.#setStatus("reconnecting");
+    if (!this.#snapshotted && !SERVER_REFUSALS.has(event?.code) && this.#fellBack()) return;
     this.#retry(event?.code);
+  }
+
+  // Counts an attempt that ended without a snapshot; past the limit, hands over for good.
+  #fellBack() {
+    if (this.#everLive || this.#fallback.to === null) return false;
+    this.#failures += 1;
+    if (this.#failures < this.#fallback.after) return false;
+    this.#closed = true;
+    this.#fallback.to();
+    return true;
   }
 
   #retry(code) {
