@@ -8,6 +8,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -138,6 +139,17 @@ class Stack:
             connect(self.ws_url, additional_headers=headers, open_timeout=10, legacy=True)
         )
 
+    @contextmanager
+    def running(self) -> Iterator[Stack]:
+        """Prepares the stack and runs a worker and a web server until the block ends."""
+        try:
+            self.prepare()
+            self.start_worker()
+            self.start_web()
+            yield self
+        finally:
+            self.stop()
+
     def check_alive(self) -> None:
         for service in self.services:
             service.assert_alive()
@@ -231,14 +243,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The whole service on real processes, shared by the tests that leave it as they found it."""
     redis_url = os.environ["REDIS_URL"].rsplit("/", 1)[0]
     # Databases 2 and 3: apart from the in-process tests' 0 and 1.
-    running = Stack(tmp_path_factory.mktemp("stack"), f"{redis_url}/2")
-    try:
-        running.prepare()
-        running.start_worker()
-        running.start_web()
+    with Stack(tmp_path_factory.mktemp("stack"), f"{redis_url}/2").running() as running:
         yield running
-    finally:
-        running.stop()
 
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

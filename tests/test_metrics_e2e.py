@@ -20,19 +20,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack of its own: the session's web process runs without a metrics token."""
     redis = RedisServer(tmp_path_factory.mktemp("metrics-redis"))
     redis.start()
-    running = Stack(
+    stack = Stack(
         tmp_path_factory.mktemp("metrics-stack"),
         redis.url,
         PROGRESS_METRICS_TOKEN=TOKEN,
         LOG_FORMAT="json",
     )
     try:
-        running.prepare()
-        running.start_worker()
-        running.start_web()
-        yield running
+        with stack.running() as running:
+            yield running
     finally:
-        running.stop()
         redis.stop()
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Page, expect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
@@ -151,6 +151,24 @@ def test_the_production_config_keeps_idle_sockets_past_nginxs_default() -> None:
     assert "proxy_read_timeout 3600s;" in ws
 
 
+def log_in_and_count(page: Page, base_url: str, username: str, live: str, steps: int) -> None:
+    """Logs in at `base_url`, waits for the status `live`, launches demo.count from the
+    dashboard and follows its row to SUCCESS."""
+    page.goto(f"{base_url}/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("[data-connection]")).to_have_text(live, timeout=20_000)
+    form = page.locator('form[data-task="demo.count"]')
+    form.locator('input[name="steps"]').fill(str(steps))
+    form.locator('input[name="delay"]').fill("0.1")
+    form.get_by_role("button", name="Launch").click()
+    row = page.locator("article[data-job-id]").first
+    expect(row).to_have_attribute("data-state", "PROGRESS", timeout=15_000)
+    expect(row.locator('[data-field="counts"]')).to_have_text(f"{steps} / {steps}", timeout=20_000)
+    expect(row).to_have_attribute("data-state", "SUCCESS")
+
+
 @pytest.mark.browser
 def test_login_launch_and_a_live_bar_through_nginx(
     proxied: tuple[Stack, Nginx], browser: Browser
@@ -158,19 +176,7 @@ def test_login_launch_and_a_live_bar_through_nginx(
     _stack, nginx = proxied
     context = browser.new_context(ignore_https_errors=True)
     page = context.new_page()
-    page.goto(f"{nginx.tls_url}/")
-    page.fill("#id_username", "alice")
-    page.fill("#id_password", PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.locator("[data-connection]")).to_have_text("live", timeout=10_000)
-    form = page.locator('form[data-task="demo.count"]')
-    form.locator('input[name="steps"]').fill("20")
-    form.locator('input[name="delay"]').fill("0.1")
-    form.get_by_role("button", name="Launch").click()
-    row = page.locator("article[data-job-id]").first
-    expect(row).to_have_attribute("data-state", "PROGRESS", timeout=15_000)
-    expect(row.locator('[data-field="counts"]')).to_have_text("20 / 20", timeout=20_000)
-    expect(row).to_have_attribute("data-state", "SUCCESS")
+    log_in_and_count(page, nginx.tls_url, "alice", live="live", steps=20)
     assert all(cookie["secure"] for cookie in context.cookies() if cookie["name"] == "sessionid")
     context.close()
 
@@ -186,19 +192,7 @@ def test_behind_a_proxy_that_drops_upgrades_the_page_falls_back_to_sse(
     try:
         context = browser.new_context(ignore_https_errors=True)
         page = context.new_page()
-        page.goto(f"{blind.tls_url}/")
-        page.fill("#id_username", "bob")
-        page.fill("#id_password", PASSWORD)
-        page.get_by_role("button", name="Log in").click()
-        expect(page.locator("[data-connection]")).to_have_text("live (fallback)", timeout=20_000)
-        form = page.locator('form[data-task="demo.count"]')
-        form.locator('input[name="steps"]').fill("15")
-        form.locator('input[name="delay"]').fill("0.1")
-        form.get_by_role("button", name="Launch").click()
-        row = page.locator("article[data-job-id]").first
-        expect(row).to_have_attribute("data-state", "PROGRESS", timeout=15_000)
-        expect(row.locator('[data-field="counts"]')).to_have_text("15 / 15", timeout=20_000)
-        expect(row).to_have_attribute("data-state", "SUCCESS")
+        log_in_and_count(page, blind.tls_url, "bob", live="live (fallback)", steps=15)
         context.close()
     finally:
         blind.stop()

@@ -145,7 +145,7 @@ def sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sentinels]:
 
 @pytest.fixture
 def stack(tmp_path_factory: pytest.TempPathFactory, sentinels: Sentinels) -> Iterator[Stack]:
-    running = Stack(
+    through_sentinels = Stack(
         tmp_path_factory.mktemp("sentinel-stack"),
         # Port 1 is closed: only the password and database number of this URL may be used.
         f"redis://:{PASSWORD}@127.0.0.1:1/0",
@@ -153,13 +153,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, sentinels: Sentinels) -> Ite
         REDIS_SENTINEL_MASTER=MASTER,
         TEST_PROGRESS=json.dumps({"RECONCILE_INTERVAL": 0.5, "WORKER_LOST_AFTER": 10}),
     )
-    try:
-        running.prepare()
-        running.start_worker()
-        running.start_web()
+    with through_sentinels.running() as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.mark.parametrize("fault", ["kill", "freeze"])
