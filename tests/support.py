@@ -162,9 +162,10 @@ def record_figure(name: str, value: str) -> None:
     FIGURES.append((name, value))
 
 
-def login(base_url: str, username: str, password: str) -> httpx.Client:
-    """An HTTP client logged in through Django's login form, as a browser would be."""
-    client = httpx.Client(base_url=base_url, timeout=30)
+def login(base_url: str, username: str, password: str, verify: bool = True) -> httpx.Client:
+    """An HTTP client logged in through Django's login form, as a browser would be; `verify`
+    False for a test's self-signed certificate."""
+    client = httpx.Client(base_url=base_url, timeout=30, verify=verify)
     client.get("/accounts/login/")  # Sets the CSRF cookie the form post needs.
     response = client.post(
         "/accounts/login/",
@@ -173,7 +174,7 @@ def login(base_url: str, username: str, password: str) -> httpx.Client:
             "password": password,
             "csrfmiddlewaretoken": client.cookies["csrftoken"],
         },
-        headers={"Referer": f"{base_url}/accounts/login/"},
+        headers={"Referer": f"{base_url}/accounts/login/", "Origin": base_url},
     )
     if response.status_code != 302:
         client.close()

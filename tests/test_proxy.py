@@ -18,6 +18,7 @@ from websockets.sync.client import connect
 
 from tests.conftest import PASSWORD, Stack
 from tests.nginx import Nginx
+from tests.support import login
 
 pytestmark = pytest.mark.scale
 
@@ -61,19 +62,7 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, N
 
 def tls_client(nginx: Nginx, username: str) -> httpx.Client:
     """Logged in through nginx over https, as a browser would."""
-    client = httpx.Client(base_url=nginx.tls_url, verify=False, timeout=30)
-    client.get("/accounts/login/")
-    response = client.post(
-        "/accounts/login/",
-        data={
-            "username": username,
-            "password": PASSWORD,
-            "csrfmiddlewaretoken": client.cookies["csrftoken"],
-        },
-        headers={"Referer": f"{nginx.tls_url}/accounts/login/", "Origin": nginx.tls_url},
-    )
-    assert response.status_code == 302, response.text
-    return client
+    return login(nginx.tls_url, username, PASSWORD, verify=False)
 
 
 def wss(nginx: Nginx, client: httpx.Client, origin: str | None = None) -> object:

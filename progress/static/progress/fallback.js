@@ -1,7 +1,7 @@
 // Live progress over server-sent events, for pages whose proxy lets no WebSocket through.
 
 import { postJSON } from "./api.js";
-import { BACKOFF, backoffDelay } from "./backoff.js";
+import { Retrier } from "./backoff.js";
 import { fillUrl } from "./format.js";
 import { isFinal, JobStore } from "./jobs.js";
 
@@ -34,9 +34,7 @@ export class EventStreamSource {
   #cancelUrl;
   #EventSource;
   #fetch;
-  #schedule;
-  #unschedule;
-  #backoff;
+  #retrier;
   #on;
   #user = null;
   #alone = new Map(); // job id -> its own EventSource
@@ -44,8 +42,6 @@ export class EventStreamSource {
   #subscriptions = new Set();
   #snapshotted = false;
   #closed = true;
-  #timer = null;
-  #attempt = 0;
   #status;
 
   constructor(url, options = {}) {
@@ -55,14 +51,7 @@ export class EventStreamSource {
     this.store = options.store ?? new JobStore();
     this.#EventSource = options.EventSource ?? globalThis.EventSource;
     this.#fetch = options.fetch;
-    this.#schedule = options.schedule ?? ((fn, ms) => setTimeout(fn, ms));
-    this.#unschedule = options.unschedule ?? ((handle) => clearTimeout(handle));
-    this.#backoff = {
-      base: options.base ?? BACKOFF.base,
-      cap: options.cap ?? BACKOFF.cap,
-      factor: BACKOFF.factor,
-      random: options.random ?? Math.random,
-    };
+    this.#retrier = new Retrier(options);
     this.#on = {
       snapshot: options.onSnapshot ?? noop,
       job: options.onJob ?? noop,
@@ -78,7 +67,7 @@ export class EventStreamSource {
   }
 
   connect() {
-    if (this.#user || this.#timer !== null) return;
+    if (this.#user || this.#retrier.pending) return;
     this.#closed = false;
     if (this.#status === null) this.#setStatus("connecting");
     let source;
@@ -120,8 +109,7 @@ export class EventStreamSource {
 
   close() {
     this.#closed = true;
-    if (this.#timer !== null) this.#unschedule(this.#timer);
-    this.#timer = null;
+    this.#retrier.cancel();
     const source = this.#user;
     this.#user = null;
     source?.close();
@@ -142,7 +130,7 @@ export class EventStreamSource {
       const jobs = Array.isArray(frame.jobs) ? frame.jobs : [];
       for (const job of jobs) if (typeof job?.id === "string") this.#mine.add(job.id);
       const accepted = this.store.applySnapshot(jobs);
-      this.#attempt = 0;
+      this.#retrier.reset();
       this.#snapshotted = true;
       this.#setStatus("live-sse");
       this.#on.snapshot(accepted);
@@ -170,7 +158,7 @@ export class EventStreamSource {
       return;
     }
     this.#setStatus("reconnecting");
-    this.#retry(error === "too_many_sockets" ? this.#backoff.cap : undefined);
+    this.#retry(error === "too_many_sockets");
   }
 
   #userError(source) {
@@ -183,12 +171,8 @@ export class EventStreamSource {
     this.#retry();
   }
 
-  #retry(delay = backoffDelay(this.#attempt, this.#backoff)) {
-    this.#attempt += 1;
-    this.#timer = this.#schedule(() => {
-      this.#timer = null;
-      if (!this.#closed) this.connect();
-    }, delay);
+  #retry(longest = false) {
+    this.#retrier.later(() => this.#closed || this.connect(), { longest });
   }
 
   // Only a job the user's stream has not shown needs a stream of its own.

@@ -1,7 +1,7 @@
 // Live progress connection: WebSocket with backoff reconnects, feeding a JobStore.
 
 import { JobStore } from "./jobs.js";
-import { BACKOFF, backoffDelay } from "./backoff.js";
+import { Retrier } from "./backoff.js";
 
 const TOO_MANY_SOCKETS = 4429;
 // The session was logged out or the user deactivated: a reconnect would be refused.
@@ -22,14 +22,10 @@ export function socketUrl(path, location) {
 export class ProgressSocket {
   #url;
   #WebSocket;
-  #schedule;
-  #unschedule;
-  #backoff;
+  #retrier;
   #on;
   #ws = null;
   #open = false;
-  #timer = null;
-  #attempt = 0;
   #closed = false;
   #status = null;
   #subscriptions = new Set();
@@ -43,14 +39,7 @@ export class ProgressSocket {
     this.#url = url;
     this.store = options.store ?? new JobStore();
     this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
-    this.#schedule = options.schedule ?? ((fn, ms) => setTimeout(fn, ms));
-    this.#unschedule = options.unschedule ?? ((handle) => clearTimeout(handle));
-    this.#backoff = {
-      base: options.base ?? BACKOFF.base,
-      cap: options.cap ?? BACKOFF.cap,
-      factor: BACKOFF.factor,
-      random: options.random ?? Math.random,
-    };
+    this.#retrier = new Retrier(options);
     this.#on = {
       snapshot: options.onSnapshot ?? noop,
       job: options.onJob ?? noop,
@@ -76,10 +65,7 @@ export class ProgressSocket {
 
   connect() {
     if (this.#ws) return;
-    if (this.#timer !== null) {
-      this.#unschedule(this.#timer);
-      this.#timer = null;
-    }
+    this.#retrier.cancel();
     this.#closed = false;
     if (this.#status === null) this.#setStatus("connecting");
     let ws;
@@ -121,8 +107,7 @@ export class ProgressSocket {
 
   close() {
     this.#closed = true;
-    if (this.#timer !== null) this.#unschedule(this.#timer);
-    this.#timer = null;
+    this.#retrier.cancel();
     const ws = this.#ws;
     this.#ws = null;
     this.#open = false;
@@ -160,7 +145,7 @@ export class ProgressSocket {
       const accepted = this.store.applySnapshot(frame.jobs);
       // Only a connection that delivered data counts as healthy; one that
       // opens and drops straight away keeps growing the delay.
-      this.#attempt = 0;
+      this.#retrier.reset();
       this.#everLive = true;
       this.#snapshotted = true;
       this.#setStatus("live");
@@ -200,11 +185,6 @@ export class ProgressSocket {
   }
 
   #retry(code) {
-    const delay = code === TOO_MANY_SOCKETS ? this.#backoff.cap : backoffDelay(this.#attempt, this.#backoff);
-    this.#attempt += 1;
-    this.#timer = this.#schedule(() => {
-      this.#timer = null;
-      if (!this.#closed) this.connect();
-    }, delay);
+    this.#retrier.later(() => this.#closed || this.connect(), { longest: code === TOO_MANY_SOCKETS });
   }
 }
