@@ -293,6 +293,11 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                # A cancel that reached the layer's own clean-up comes out as its error (a
+                # connection closed under it); retrying would outlive the cancel for good.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError() from exc
                 failures += 1
                 delay = min(MAX_RETRY_DELAY, 0.1 * 2**failures)
                 logger.warning("Hub receive failed (%r); retrying in %.1fs", exc, delay)

@@ -335,3 +335,29 @@ async def test_a_shutdown_closes_every_socket_with_1001(alice: User, bob: User) 
     for socket in sockets:
         assert await socket.receive_output(timeout=5) == {"type": "websocket.close", "code": 1001}
         await socket.disconnect()
+
+
+class LayerThatFailsWhenCancelled:
+    """Mocked because a real layer does it only by chance: a cancelled receive whose clean-up
+    meets a closed connection raises the connection's error instead of CancelledError."""
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise ConnectionError("Connection closed by server.") from None
+        raise AssertionError("unreachable")
+
+
+@pytest.mark.asyncio
+async def test_the_hubs_reader_ends_when_cancelled_even_if_the_layer_raises_another_error() -> None:
+    from progress.fanout import Hub
+
+    hub = Hub(LayerThatFailsWhenCancelled(), "specific.test!one")
+    reader = asyncio.ensure_future(hub._read())
+    await asyncio.sleep(0)
+    reader.cancel()
+    # A reader that retried the receive would outlive the cancel: a server's shutdown, or a
+    # test's event loop, would then wait on it for ever.
+    await asyncio.wait({reader}, timeout=2)
+    assert reader.cancelled()
