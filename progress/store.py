@@ -268,11 +268,21 @@ class BlockingSentinelConnectionPool(SentinelConnectionPool, redis.BlockingConne
                 # cannot will fail with its own error.
                 logger.warning("Could not ask the Redis sentinels for the primary: %r", exc)
         connection = await super().get_connection(*args, **kwargs)
+        await self._leave_old_primary(connection)
+        return connection
+
+    async def release(self, connection: Any) -> None:
+        """Runs when a command is done with its connection: one that was in use when the
+        primary moved (waiting on a frozen one, say) goes back to the pool disconnected, so
+        no idle connection stays on the old primary until it happens to be picked again."""
+        await self._leave_old_primary(connection)
+        await super().release(connection)
+
+    async def _leave_old_primary(self, connection: Any) -> None:
         address = (connection.host, connection.port)
         if self.master_address is not None and address != self.master_address:
-            # In use when the primary moved: reconnects to the new one on its first write.
+            # Reconnects to the current primary on its next command.
             await connection.disconnect()
-        return connection
 
 
 def _sentinel_pool(
