@@ -11,6 +11,7 @@ each local socket's Outbox.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -288,15 +289,18 @@ class Hub:
         """Runs while the hub has groups: takes each message off the channel and fans it out."""
         failures = 0
         while True:
+            if _cancelling():  # Swallowed by a recovery's Redis calls (see _cancel_until_done()).
+                raise asyncio.CancelledError()
+            receiving = asyncio.ensure_future(self.layer.receive(self.channel))
             try:
-                message = await self.layer.receive(self.channel)
+                message = await asyncio.shield(receiving)
             except asyncio.CancelledError:
+                await _cancel_until_done(receiving)
                 raise
             except Exception as exc:
                 # A cancel that reached the layer's own clean-up comes out as its error (a
                 # connection closed under it); retrying would outlive the cancel for good.
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
+                if _cancelling():
                     raise asyncio.CancelledError() from exc
                 failures += 1
                 delay = min(MAX_RETRY_DELAY, 0.1 * 2**failures)
@@ -403,7 +407,11 @@ class Hub:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # Redis may be restarting; the next round tries again.
-                    logger.warning("Hub chore %s failed: %r", chore.__name__, exc)
+                    if not _cancelling():
+                        logger.warning("Hub chore %s failed: %r", chore.__name__, exc)
+                if _cancelling():
+                    # A chore's Redis call swallowed the cancel (see _cancel_until_done()).
+                    raise asyncio.CancelledError()
 
     async def _renew(self) -> None:
         """Renews memberships before channels-redis expires them, and the sockets' counts."""
@@ -496,6 +504,36 @@ class Hub:
 def _job_message(group: str, job_id: str, found: Latest) -> LayerJobMessage:
     """A job message as the publisher would have sent it, from a state read back from Redis."""
     return job_message(group, job_id, found.seq, found.final, job_frame(found.json))
+
+
+def _cancelling() -> bool:
+    """True once the running task was asked to stop, even if a step swallowed the cancel."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+# How long a cancelled receive gets to end before it is cancelled again.
+RECANCEL_AFTER = 0.1
+
+
+async def _cancel_until_done(task: asyncio.Future[Any]) -> None:
+    """Cancels `task` until it has ended; runs when the hub's reader is cancelled.
+
+    redis-py sends every command through asyncio.wait_for() (its socket timeout),
+    and Python 3.11's wait_for drops a cancel that lands just as the send completes
+    (python/cpython#86296, fixed in 3.12; seen as redis/redis-py#2028). channels-redis'
+    receive then reads on, blocking 5 s at a time, until a message comes: a server's
+    shutdown, or a test's event loop, would wait on it for ever. On a loaded machine
+    one cancel in four to twenty was lost; a second cancel lands where the first did not.
+    """
+    while not task.done():
+        task.cancel()
+        # Asked again to stop meanwhile: the caller raises CancelledError all the same.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({task}, timeout=RECANCEL_AFTER)
+    if not task.cancelled():
+        # Read, so that asyncio does not log it: the hub is stopping, whatever it was.
+        task.exception()
 
 
 def _alive(task: asyncio.Task[None] | None) -> bool:

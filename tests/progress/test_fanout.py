@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import random
 import time
 from typing import Any
 
@@ -361,3 +363,79 @@ async def test_the_hubs_reader_ends_when_cancelled_even_if_the_layer_raises_anot
     # test's event loop, would then wait on it for ever.
     await asyncio.wait({reader}, timeout=2)
     assert reader.cancelled()
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_reader_ends_on_the_real_layer_wherever_the_cancel_lands() -> None:
+    """Python 3.11's wait_for, which redis-py wraps each send in, drops a cancel that lands as
+    the send completes; channels-redis' receive then reads on until a message comes, and a
+    server's shutdown (or a test's event loop) waits on the hub for ever. Before the fix,
+    about one cancel in twenty at a random moment was lost."""
+    from progress.fanout import Hub
+
+    layer = get_channel_layer()
+    stuck = 0
+    for _ in range(100):
+        hub = Hub(layer, await layer.new_channel())
+        reader = asyncio.ensure_future(hub._read())
+        await asyncio.sleep(random.random() / 100)
+        reader.cancel()
+        done, _pending = await asyncio.wait({reader}, timeout=2)
+        if not done:
+            stuck += 1
+            reader.cancel()
+            await asyncio.wait({reader}, timeout=7)
+    assert stuck == 0
+
+
+class LayerThatSwallowsACancel:
+    """Mocked to make the race above certain: the first cancel is lost, as 3.11's wait_for
+    loses it, and the receive waits on."""
+
+    def __init__(self) -> None:
+        self.cancels = 0
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        while True:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancels += 1
+                if self.cancels > 1:
+                    raise
+
+
+@pytest.mark.asyncio
+async def test_the_hubs_reader_ends_when_its_receive_swallows_the_cancel() -> None:
+    from progress.fanout import Hub
+
+    layer = LayerThatSwallowsACancel()
+    reader = asyncio.ensure_future(Hub(layer, "specific.test!one")._read())
+    await asyncio.sleep(0.01)
+    reader.cancel()
+    await asyncio.wait({reader}, timeout=2)
+    assert reader.cancelled() and layer.cancels == 2
+
+
+@pytest.mark.asyncio
+async def test_the_hubs_chores_end_when_a_chore_swallows_the_cancel() -> None:
+    from progress.fanout import Hub
+
+    calls = 0
+
+    async def reconcile() -> None:
+        nonlocal calls
+        calls += 1
+        # Lost, as a Redis call loses it when 3.11's wait_for drops the cancel.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(10)
+
+    hub = Hub(LayerThatSwallowsACancel(), "specific.test!one")
+    hub._reconcile = reconcile  # type: ignore[method-assign]
+    with quick(RECONCILE_INTERVAL=0.01):
+        maintainer = asyncio.ensure_future(hub._maintain())
+        while not calls:
+            await asyncio.sleep(0.01)
+        maintainer.cancel()
+        await asyncio.wait({maintainer}, timeout=2)
+    assert maintainer.cancelled() and calls == 1
