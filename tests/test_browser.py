@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -66,6 +67,36 @@ def test_launch_and_watch_the_bar_reach_success_in_two_tabs(stack: Stack, browse
         expect(tab_row.locator('[data-field="counts"]')).to_have_text("40 / 40")
         expect(tab_row.locator('[data-field="result"]')).to_contain_text("counted")
         expect(tab_row.locator('button[data-action="cancel"]')).to_be_hidden()
+    context.close()
+
+
+def test_a_job_without_a_total_shows_an_indeterminate_bar_with_its_count_and_rate(
+    stack: Stack, browser: Browser
+) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    log_in(page, stack, "alice")
+    form = page.locator('form[data-task="tests.tally"]')
+    form.locator('input[name="steps"]').fill("25")
+    form.locator('input[name="delay"]').fill("0.2")
+    form.get_by_role("button", name="Launch").click()
+    row = page.locator("article[data-job-id]").first
+    bar = row.locator("progress")
+
+    expect(row).to_have_attribute("data-state", "PROGRESS", timeout=15_000)
+    # A count with nothing to divide it by, and how fast it grows; no percent, no time left.
+    expect(row.locator('[data-field="counts"]')).to_have_text(re.compile(r"^[1-9]\d*$"))
+    expect(row.locator('[data-field="rate"]')).to_have_text(re.compile(r"^\d+(\.\d)?/s$"))
+    expect(row.locator('[data-field="message"]')).to_contain_text("so far")
+    expect(row.locator('[data-field="percent"]')).to_have_text("")
+    expect(row.locator('[data-field="eta"]')).to_have_text("")
+    # No value: the browser draws a bar that moves without claiming how far it is.
+    assert bar.get_attribute("value") is None
+    assert bar.evaluate("bar => bar.matches(':indeterminate')")
+
+    expect(row.locator('[data-field="state"]')).to_have_text("SUCCESS", timeout=30_000)
+    expect(bar).to_have_attribute("value", "100")
+    expect(row.locator('[data-field="counts"]')).to_have_text("25")
     context.close()
 
 

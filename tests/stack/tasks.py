@@ -31,6 +31,21 @@ def echo(text: str, steps: int = 3, delay: float = 0.1) -> dict[str, str]:
     return {"note": text}
 
 
+class TallyForm(forms.Form):
+    steps = forms.IntegerField(min_value=1, max_value=1000, initial=20)
+    delay = forms.FloatField(min_value=0, max_value=10, initial=0.2)
+
+
+@register(title="Tally (tests)", form=TallyForm)
+@shared_task(name="tests.tally")
+def tally(steps: int = 20, delay: float = 0.2) -> dict[str, int]:
+    """Counts what it finds without knowing how much there is: progress with no total."""
+    for found in range(1, steps + 1):
+        time.sleep(delay)
+        set_progress(found, None, f"Found {found} so far")
+    return {"found": steps}
+
+
 # A task exactly as celery-progress's README writes it; only the import differs
 # (from celery_progress.backend import ProgressRecorder).
 from progress.compat import ProgressRecorder  # noqa: E402
