@@ -28,14 +28,17 @@ $(VENV)/.test: requirements/test.txt $(VENV)/.base
 	@$(PY) -c "import pytest, playwright, mypy" || { echo "install failed"; exit 1; }
 	@touch $@
 
-# Debian's Chromium for the browser tests (never `playwright install`), and
-# node for the JavaScript tests; only what is missing, since nodesource's nodejs
-# ships npm and conflicts with Debian's npm package.
+# Debian's Chromium for the browser tests (never `playwright install`), node for
+# the JavaScript tests, and a compose client that validates compose/ (no engine
+# runs here); only what is missing, since nodesource's nodejs ships npm and
+# conflicts with Debian's npm package.
 .system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 \
+		|| missing="$$missing docker-compose"; \
 	if [ -n "$$missing" ]; then \
 		echo "==> Installing Debian's$$missing"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing >/dev/null; \

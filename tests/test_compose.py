@@ -7,6 +7,7 @@ when it is installed (Docker's `docker compose`, or Debian's docker-compose).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from typing import Any
@@ -29,12 +30,43 @@ def compose_client() -> list[str] | None:
     return [legacy] if legacy else None
 
 
+# ${NAME}, ${NAME:-default} and ${NAME-default}, as compose substitutes them.
+VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?:(?P<colon>:?)-(?P<default>[^}]*))?\}")
+
+
+def interpolate(value: Any, env: dict[str, str]) -> Any:
+    """The values of a loaded compose file with its variables substituted, as compose does."""
+    if isinstance(value, dict):
+        return {key: interpolate(item, env) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item, env) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        found = env.get(match["name"])
+        if match["default"] is None:
+            return found or ""
+        # ":-" also replaces an empty value; "-" only a missing one.
+        return found if found or (found is not None and not match["colon"]) else match["default"]
+
+    return VARIABLE.sub(substitute, value)
+
+
+def test_interpolation_follows_compose() -> None:
+    env = {"SET": "1", "EMPTY": ""}
+    assert interpolate("${SET:-0}", env) == "1"
+    assert interpolate("${EMPTY:-0}", env) == "0" and interpolate("${EMPTY-0}", env) == ""
+    assert interpolate({"a": ["x${UNSET:-y}z", 3]}, env) == {"a": ["xyz", 3]}
+
+
 @pytest.fixture(scope="module")
 def resolved() -> dict[str, Any]:
-    """The file as the compose client resolves it (anchors, defaults), else as YAML."""
+    """The file as the compose client resolves it (anchors, defaults), else as YAML with
+    its variables substituted the same way."""
     client = compose_client()
     if client is None:
-        config: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
+        config: dict[str, Any] = interpolate(yaml.safe_load(COMPOSE_FILE.read_text()), ENV)
         return config
     done = subprocess.run(
         [*client, "-f", str(COMPOSE_FILE), "config"], capture_output=True, text=True, env=ENV
