@@ -61,7 +61,7 @@ test-js: .system-deps
 	@node --test tests/js/
 
 # axe-core for the accessibility checks of the browser tests (package-lock.json).
-node_modules/.installed: package.json package-lock.json .system-deps
+node_modules/.installed: package.json package-lock.json | .system-deps
 	@echo "==> npm ci (axe-core, for the browser tests' accessibility checks)"
 	@npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
