@@ -26,13 +26,18 @@ def shoot(page: Page, name: str) -> None:
         page.screenshot(path=str(target), full_page=True)
 
 
-def launch_count(page: Page, steps: int, delay: float) -> Locator:
-    """Launches demo.count from the dashboard's form; returns the newest job's row."""
-    form = page.locator('form[data-task="demo.count"]')
-    form.locator('input[name="steps"]').fill(str(steps))
-    form.locator('input[name="delay"]').fill(str(delay))
+def launch_form(page: Page, task: str, **fields: object) -> Locator:
+    """Fills the dashboard's launch form of `task` and launches; returns the newest job's row."""
+    form = page.locator(f'form[data-task="{task}"]')
+    for name, value in fields.items():
+        form.locator(f'[name="{name}"]').fill(str(value))
     form.get_by_role("button", name="Launch").click()
     return page.locator("article[data-job-id]").first
+
+
+def launch_count(page: Page, steps: int, delay: float) -> Locator:
+    """Launches demo.count from the dashboard's form; returns the newest job's row."""
+    return launch_form(page, "demo.count", steps=steps, delay=delay)
 
 
 def test_launch_and_watch_the_bar_reach_success_in_two_tabs(stack: Stack, browser: Browser) -> None:
@@ -76,11 +81,7 @@ def test_a_job_without_a_total_shows_an_indeterminate_bar_with_its_count_and_rat
     context = browser.new_context()
     page = context.new_page()
     log_in(page, stack, "alice")
-    form = page.locator('form[data-task="tests.tally"]')
-    form.locator('input[name="steps"]').fill("25")
-    form.locator('input[name="delay"]').fill("0.2")
-    form.get_by_role("button", name="Launch").click()
-    row = page.locator("article[data-job-id]").first
+    row = launch_form(page, "tests.tally", steps=25, delay=0.2)
     bar = row.locator("progress")
 
     expect(row).to_have_attribute("data-state", "PROGRESS", timeout=15_000)
@@ -227,12 +228,7 @@ def test_the_job_page_streams_the_log_and_a_reload_replays_it_without_repeats(
     context = browser.new_context()
     page = context.new_page()
     log_in(page, stack, "alice")
-    form = page.locator('form[data-task="tests.echo"]')
-    form.locator('[name="text"]').fill("working")
-    form.locator('[name="steps"]').fill("40")
-    form.locator('[name="delay"]').fill("0.1")
-    form.get_by_role("button", name="Launch").click()
-    row = page.locator("article[data-job-id]").first
+    row = launch_form(page, "tests.echo", text="working", steps=40, delay=0.1)
     expect(row).to_have_attribute("data-state", "PROGRESS", timeout=15_000)
     page.goto(f"{stack.base_url}/jobs/{row.get_attribute('data-job-id')}/")
     lines = page.locator("[data-job-log] li")

@@ -11,7 +11,7 @@ from playwright.sync_api import Browser, expect
 
 from tests.conftest import Stack, csrf, launch, log_in
 from tests.support import wait_for
-from tests.test_browser import shoot
+from tests.test_browser import launch_form, shoot
 
 
 def parts_of(client: httpx.Client, group_id: str) -> list[dict[str, object]]:
@@ -75,11 +75,7 @@ def test_the_job_page_shows_the_whole_and_a_bar_per_part(stack: Stack, browser: 
     context = browser.new_context(viewport={"width": 1100, "height": 1000})
     page = context.new_page()
     log_in(page, stack, "groups1")
-    form = page.locator('form[data-task="demo.batch"]')
-    form.locator('input[name="sizes"]').fill("30, 60, 90")
-    form.locator('input[name="delay"]').fill("0.1")
-    form.get_by_role("button", name="Launch").click()
-    row = page.locator("article[data-job-id]").first
+    row = launch_form(page, "demo.batch", sizes="30, 60, 90", delay=0.1)
     expect(row.locator("a").first).to_have_text("Count in parallel")
     group_id = row.get_attribute("data-job-id")
     # The dashboard lists the group once; its parts are on its page.

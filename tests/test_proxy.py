@@ -19,6 +19,7 @@ from websockets.sync.client import connect
 from tests.conftest import PASSWORD, Stack
 from tests.nginx import Nginx
 from tests.support import login
+from tests.test_browser import launch_count
 
 pytestmark = pytest.mark.scale
 
@@ -148,11 +149,7 @@ def log_in_and_count(page: Page, base_url: str, username: str, live: str, steps:
     page.fill("#id_password", PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page.locator("[data-connection]")).to_have_text(live, timeout=20_000)
-    form = page.locator('form[data-task="demo.count"]')
-    form.locator('input[name="steps"]').fill(str(steps))
-    form.locator('input[name="delay"]').fill("0.1")
-    form.get_by_role("button", name="Launch").click()
-    row = page.locator("article[data-job-id]").first
+    row = launch_count(page, steps=steps, delay=0.1)
     expect(row).to_have_attribute("data-state", "PROGRESS", timeout=15_000)
     expect(row.locator('[data-field="counts"]')).to_have_text(f"{steps} / {steps}", timeout=20_000)
     expect(row).to_have_attribute("data-state", "SUCCESS")
