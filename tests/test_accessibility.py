@@ -5,6 +5,7 @@ launches and cancels a job."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -140,4 +141,29 @@ def test_the_keyboard_alone_launches_and_cancels_a_job(stack: Stack, browser: Br
     expect(cancel).to_be_focused()
     page.keyboard.press("Space")
     expect(row).to_have_attribute("data-state", "REVOKED", timeout=10_000)
+    context.close()
+
+
+def test_every_page_loads_from_its_own_origin_only(stack: Stack, browser: Browser) -> None:
+    """No CDN, font host or analytics: users behind a firewall (and this machine) have none."""
+    context = browser.new_context()
+    page = context.new_page()
+    requested: list[str] = []
+    context.on("request", lambda request: requested.append(request.url))
+    page.on("websocket", lambda socket: requested.append(socket.url))
+    page.goto(f"{stack.base_url}/accounts/login/")
+    log_in(page, stack, "alice")
+    client = stack.login("alice")
+    try:
+        done = launch(client, "tests.echo", text="a line", steps=2, delay=0.01)
+    finally:
+        client.close()
+    for path in ("/", f"/jobs/{done['id']}/", "/history/", "/statements/"):
+        page.goto(f"{stack.base_url}{path}")
+        page.wait_for_function(LIVE_OR_STATIC)
+        page.wait_for_load_state("networkidle")
+    origins = {urlsplit(url)._replace(path="", query="", fragment="").geturl() for url in requested}
+    own = {stack.base_url, stack.base_url.replace("http://", "ws://")}
+    assert origins - own == set()
+    assert any(url.endswith(".js") for url in requested), "no script was loaded at all"
     context.close()
