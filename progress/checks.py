@@ -89,35 +89,21 @@ def _check_sentinels(values: dict[str, Any]) -> list[CheckMessage]:
         "Set both PROGRESS['REDIS_SENTINELS'], a list of (host, port) pairs, and"
         " PROGRESS['REDIS_SENTINEL_MASTER'], the name the sentinels monitor (or neither)."
     )
-    if not isinstance(sentinels, list | tuple) or not all(
+    pairs = isinstance(sentinels, list | tuple) and all(
         isinstance(entry, list | tuple)
         and len(entry) == 2
         and isinstance(entry[0], str)
         and isinstance(entry[1], int)
         for entry in sentinels
-    ):
-        return [
-            Error(
-                f"PROGRESS['REDIS_SENTINELS'] must be a list of (host, port) pairs,"
-                f" not {sentinels!r}.",
-                hint=hint,
-                id="progress.E007",
-            )
-        ]
-    if sentinels and not master:
-        return [
-            Error(
-                "PROGRESS['REDIS_SENTINELS'] is set but PROGRESS['REDIS_SENTINEL_MASTER'] is not.",
-                hint=hint,
-                id="progress.E007",
-            )
-        ]
-    if master and not sentinels:
-        return [
-            Error(
-                "PROGRESS['REDIS_SENTINEL_MASTER'] is set but PROGRESS['REDIS_SENTINELS'] is not.",
-                hint=hint,
-                id="progress.E007",
-            )
-        ]
-    return []
+    )
+    if not pairs:
+        problem = (
+            f"PROGRESS['REDIS_SENTINELS'] must be a list of (host, port) pairs, not {sentinels!r}."
+        )
+    elif sentinels and not master:
+        problem = "PROGRESS['REDIS_SENTINELS'] is set but PROGRESS['REDIS_SENTINEL_MASTER'] is not."
+    elif master and not sentinels:
+        problem = "PROGRESS['REDIS_SENTINEL_MASTER'] is set but PROGRESS['REDIS_SENTINELS'] is not."
+    else:
+        return []
+    return [Error(problem, hint=hint, id="progress.E007")]

@@ -18,6 +18,7 @@ from .events import (
     CloseCode,
     ErrorCode,
     FrameError,
+    end_frame,
     error_frame,
     job_frame,
     log_frame,
@@ -30,13 +31,6 @@ from .fanout import Hub, OneJob, Outbox, get_hub
 from .middleware import DIRECT_SEND
 
 logger = logging.getLogger(__name__)
-
-# What a socket is told before the server closes it, where a client can act on it.
-_END_REASONS = {
-    CloseCode.TOO_MANY_SOCKETS: (ErrorCode.TOO_MANY_SOCKETS, "Too many open tabs."),
-    CloseCode.SESSION_ENDED: (ErrorCode.SESSION_ENDED, "You were signed out; log in again."),
-    CloseCode.TRY_AGAIN_LATER: (ErrorCode.UNAVAILABLE, "Live updates are briefly unavailable."),
-}
 
 
 class ProgressConsumer(AsyncWebsocketConsumer):
@@ -74,20 +68,16 @@ class ProgressConsumer(AsyncWebsocketConsumer):
         if not await self.hub.hold_socket(self.user.pk, self.socket_id, session_key, self.end):
             await self.end(CloseCode.TOO_MANY_SOCKETS)
             return
-        # Join before reading the snapshot, so no state falls between the two;
-        # the outbox holds what arrives meanwhile until the snapshot is out.
-        group = user_group(self.user.pk)
-        await self.hub.join(group, self.outbox)
-        jobs = await database_sync_to_async(services.snapshot)(self.user)
+        # The outbox holds what arrives while the snapshot is read, until it is out.
+        jobs = await self.hub.join_user(self.user.pk, self.outbox)
         await self.send(text_data=snapshot_frame([found.json for _id, found in jobs]))
         self.outbox.resume({job_id: found.seq for job_id, found in jobs})
-        self.hub.expect(group, {job_id: found.seq for job_id, found in jobs if not found.final})
 
     async def end(self, code: CloseCode) -> None:
         """Runs when the server closes this socket: the user's limit, a logout, a shutdown."""
-        reason = _END_REASONS.get(code)
-        if reason is not None:
-            await self.send(text_data=error_frame(*reason))
+        frame = end_frame(code)
+        if frame is not None:
+            await self.send(text_data=frame)
         await self.close(code=code)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:

@@ -434,6 +434,21 @@ def error_frame(code: ErrorCode, detail: str) -> str:
     return _dumps({"type": EventType.ERROR.value, "error": code.value, "detail": detail})
 
 
+# What a socket (or the SSE stream standing in for one) is told before the server
+# closes it, where a client can act on it.
+_END_REASONS = {
+    CloseCode.TOO_MANY_SOCKETS: (ErrorCode.TOO_MANY_SOCKETS, "Too many open tabs."),
+    CloseCode.SESSION_ENDED: (ErrorCode.SESSION_ENDED, "You were signed out; log in again."),
+    CloseCode.TRY_AGAIN_LATER: (ErrorCode.UNAVAILABLE, "Live updates are briefly unavailable."),
+}
+
+
+def end_frame(code: CloseCode) -> str | None:
+    """The error frame sent before closing with `code`; None where the client needs none."""
+    reason = _END_REASONS.get(code)
+    return None if reason is None else error_frame(*reason)
+
+
 @dataclass(frozen=True, slots=True)
 class ClientFrame:
     """A frame a client sent, parsed and checked."""

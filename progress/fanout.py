@@ -34,6 +34,7 @@ from .events import (
     job_message,
     owner_of_group,
     session_digest,
+    user_group,
 )
 from .store import Latest
 
@@ -160,6 +161,20 @@ class Hub:
         except Exception:
             self._forget(group, entry, listener)
             raise
+
+    async def join_user(self, owner_id: int, listener: Listener) -> list[tuple[str, Latest]]:
+        """Runs when a socket or stream starts showing a user's jobs: joins their group, then
+        reads their snapshot (newest first), so that no state falls between the two, and has
+        the reconcile chore follow the unfinished ones. Leaves again if the read fails."""
+        group = user_group(owner_id)
+        await self.join(group, listener)
+        try:
+            jobs = await database_sync_to_async(services.owner_snapshot)(owner_id)
+        except BaseException:
+            await self.leave(group, listener)
+            raise
+        self.expect(group, {job_id: found.seq for job_id, found in jobs if not found.final})
+        return jobs
 
     def expect(self, group: str, jobs: dict[str, int]) -> None:
         """Runs after a listener read the current states: the group's unfinished jobs, by seq."""

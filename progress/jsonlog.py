@@ -19,6 +19,11 @@ USER_ID = "user_id"
 _REPORTER_MODULE = "progress.reporter"
 
 
+def about(job_id: object, user_id: int | None = None) -> dict[str, Any]:
+    """The `extra=` of a log call about a job: its id, and its owner where known."""
+    return {JOB_ID: str(job_id), USER_ID: user_id}
+
+
 class JobContextFilter(logging.Filter):
     """Fills in job_id and user_id from the job running in this thread (in workers), unless
     the call passed them with `extra=`; never drops a record."""

@@ -36,6 +36,7 @@ from .events import (
     log_message,
     user_group,
 )
+from .jsonlog import about
 from .store import GroupSum, StateStore
 
 logger = logging.getLogger(__name__)
@@ -205,7 +206,7 @@ class Publisher:
                     len(lines),
                     job_id,
                     exc,
-                    extra={"job_id": job_id, "user_id": owner_id},
+                    extra=about(job_id, owner_id),
                 )
             finally:
                 done.set_result(None)
@@ -376,7 +377,7 @@ class Publisher:
                     "Gave up publishing %s of job %s",
                     item.state.state,
                     item.state.id,
-                    extra={"job_id": item.state.id, "user_id": item.state.owner_id},
+                    extra=about(item.state.id, item.state.owner_id),
                 )
         logger.warning("Could not %s %d states, retrying: %r", step, len(kept), exc)
         return kept

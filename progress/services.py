@@ -42,6 +42,7 @@ from .exceptions import (
     TooManyLaunches,
     UnknownTask,
 )
+from .jsonlog import about
 from .models import Job
 from .publisher import get_publisher
 from .registry import LaunchableTask
@@ -64,11 +65,6 @@ _STORE_ERRORS = (RedisError, OSError, TimeoutError, RuntimeError)
 
 def _now_iso() -> str:
     return timezone.now().isoformat()
-
-
-def _about(job: Job) -> dict[str, Any]:
-    """The `extra=` of a log call about a job: its id and owner for structured logs."""
-    return {"job_id": str(job.pk), "user_id": job.owner_id}
 
 
 def _user_id(user: User) -> int:
@@ -178,13 +174,9 @@ def list_jobs(user: User) -> list[str]:
     return [found.json for _job, found in latest(jobs)]
 
 
-def snapshot(user: User) -> list[tuple[str, Latest]]:
-    """A socket's first frame: unfinished jobs and recent finished ones, as (id, state)."""
-    return owner_snapshot(_user_id(user))
-
-
 def owner_snapshot(owner_id: int) -> list[tuple[str, Latest]]:
-    """snapshot() by user id, newest first; a hub also reads it to resync a user's sockets.
+    """A socket's first frame: the user's unfinished jobs and recent finished ones, as
+    (id, state), newest first; a hub also reads it to resync a user's sockets.
 
     Every socket's handshake reads it, all of a storm of reconnects at once: rows
     are read whole only for the jobs whose newest state Redis no longer holds.
@@ -269,7 +261,7 @@ def _enqueue(job: Job, spec: LaunchableTask) -> None:
     try:
         spec.task.apply_async(kwargs=job.params, task_id=str(job.id))
     except Exception:  # Any broker failure must end the job, not leave it PENDING.
-        logger.exception("Could not queue job %s", job.id, extra=_about(job))
+        logger.exception("Could not queue job %s", job.id, extra=about(job.pk, job.owner_id))
         record_final(job, State.FAILURE, error="The job could not be queued; try again later.")
 
 
@@ -332,7 +324,7 @@ def commit_state(state: JobState, floor: int = 0, detail: str = "") -> int | Non
             state.state,
             state.id,
             exc,
-            extra={"job_id": state.id, "user_id": state.owner_id},
+            extra=about(state.id, state.owner_id),
         )
         seq = floor + 1
     if seq is None:
@@ -370,9 +362,7 @@ def _kept_log(job_id: str) -> list[dict[str, Any]]:
         publisher = get_publisher()
         lines = publisher.call(publisher.store.get_log(job_id))
     except _STORE_ERRORS as exc:
-        logger.warning(
-            "Log of job %s unavailable from Redis: %r", job_id, exc, extra={"job_id": job_id}
-        )
+        logger.warning("Log of job %s unavailable from Redis: %r", job_id, exc, extra=about(job_id))
         return []
     return [json.loads(line) for line in lines]
 
@@ -384,7 +374,12 @@ def job_log(job: Job) -> list[str]:
         publisher = get_publisher()
         lines = publisher.call(publisher.store.get_log(str(job.pk)))
     except _STORE_ERRORS as exc:
-        logger.warning("Log of job %s unavailable from Redis: %r", job.pk, exc, extra=_about(job))
+        logger.warning(
+            "Log of job %s unavailable from Redis: %r",
+            job.pk,
+            exc,
+            extra=about(job.pk, job.owner_id),
+        )
         lines = []
     if lines:
         return lines
@@ -473,7 +468,10 @@ def sweep_lost_jobs() -> list[str]:
     ended = []
     for job in Job.objects.unfinished().filter(pk__in=lost):
         logger.warning(
-            "Job %s lost its worker: no lease renewal for %.0fs", job.pk, timeout, extra=_about(job)
+            "Job %s lost its worker: no lease renewal for %.0fs",
+            job.pk,
+            timeout,
+            extra=about(job.pk, job.owner_id),
         )
         if record_final(job, State.FAILURE, error=WORKER_LOST_ERROR, detail="No lease renewal."):
             ended.append(str(job.pk))
@@ -482,7 +480,9 @@ def sweep_lost_jobs() -> list[str]:
             # Should the broker deliver its task again (acks_late), workers drop it.
             current_app.control.revoke(str(job.pk))
         except Exception as exc:  # The job has ended either way; a rerun would report nothing.
-            logger.warning("Could not revoke lost job %s: %r", job.pk, exc, extra=_about(job))
+            logger.warning(
+                "Could not revoke lost job %s: %r", job.pk, exc, extra=about(job.pk, job.owner_id)
+            )
     return ended
 
 

@@ -8,13 +8,10 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from channels.db import database_sync_to_async
 from redis.exceptions import RedisError
 
-from . import services
 from .conf import progress_settings
-from .consumers import _END_REASONS
-from .events import CloseCode, error_frame, job_frame, snapshot_frame, user_group
+from .events import CloseCode, end_frame, job_frame, snapshot_frame, user_group
 from .fanout import Hub, get_hub
 from .models import Job
 from .subscriptions import Inbox, job_updates
@@ -76,15 +73,11 @@ class UserStream:
 
     async def _states(self, hub: Hub) -> AsyncIterator[str]:
         assert self._ended is not None
-        # Joined before the snapshot is read, as the consumer does, so no state falls between.
-        group = user_group(self.user_id)
         inbox = Inbox()
-        await hub.join(group, inbox)
+        jobs = await hub.join_user(self.user_id, inbox)
         try:
-            jobs = await database_sync_to_async(services.owner_snapshot)(self.user_id)
             for job_id, found in jobs:
                 inbox.seen[job_id] = found.seq
-            hub.expect(group, {job_id: found.seq for job_id, found in jobs if not found.final})
             yield _data(snapshot_frame([found.json for _id, found in jobs]))
             idle = float(progress_settings.SSE_KEEPALIVE)
             while True:
@@ -96,15 +89,16 @@ class UserStream:
                     if not taking.done():
                         taking.cancel()
                 if self._ended.done():
-                    if self._ended.result() in _END_REASONS:
-                        yield _end_event(self._ended.result())
+                    last = end_frame(self._ended.result())
+                    if last is not None:
+                        yield _data(last)
                     return
                 taken = taking.result()
                 # The frame the hub hands sockets, byte for byte; no id: line, since a seq
                 # is per job and this stream carries many.
                 yield KEEP_ALIVE if taken is None else _data(taken[2])
         finally:
-            await hub.leave(group, inbox)
+            await hub.leave(user_group(self.user_id), inbox)
 
 
 def _data(frame: str) -> str:
@@ -112,4 +106,6 @@ def _data(frame: str) -> str:
 
 
 def _end_event(code: CloseCode) -> str:
-    return _data(error_frame(*_END_REASONS[code]))
+    frame = end_frame(code)
+    assert frame is not None, code
+    return _data(frame)

@@ -99,14 +99,11 @@ async def user_updates(owner_id: int, replay: bool = True) -> AsyncGenerator[tup
     """(job id, state) of a user's recent jobs, oldest first (unless not `replay`), then every
     new state; endless."""
     hub = await get_hub()
-    group = user_group(owner_id)
     inbox = Inbox()
-    await hub.join(group, inbox)
+    jobs = await hub.join_user(owner_id, inbox)
     try:
-        jobs = await database_sync_to_async(services.owner_snapshot)(owner_id)
-        for job_id, found in reversed(jobs):
+        for job_id, found in jobs:
             inbox.seen[job_id] = found.seq
-        hub.expect(group, {job_id: found.seq for job_id, found in jobs if not found.final})
         for job_id, found in reversed(jobs) if replay else ():
             yield job_id, found
         while True:
@@ -115,7 +112,7 @@ async def user_updates(owner_id: int, replay: bool = True) -> AsyncGenerator[tup
             job_id, seq, frame = taken
             yield job_id, _latest(frame, seq)
     finally:
-        await hub.leave(group, inbox)
+        await hub.leave(user_group(owner_id), inbox)
 
 
 async def find_job(job_id: object, user: User | None) -> Job:

@@ -164,7 +164,11 @@ if REDIS_SENTINELS and not REDIS_SENTINEL_MASTER:
     raise ImproperlyConfigured("REDIS_SENTINELS is set but REDIS_SENTINEL_MASTER is not.")
 _redis_parts = urlsplit(REDIS_URL)
 REDIS_DB = int(_redis_parts.path.strip("/") or 0)
-SENTINEL_KWARGS = {"password": REDIS_SENTINEL_PASSWORD} if REDIS_SENTINEL_PASSWORD else {}
+# How every client here talks to the sentinels themselves; without timeouts of its
+# own, asking a dead sentinel would wait 30 s.
+SENTINEL_KWARGS: dict[str, object] = {"socket_timeout": 2, "socket_connect_timeout": 2}
+if REDIS_SENTINEL_PASSWORD:
+    SENTINEL_KWARGS["password"] = REDIS_SENTINEL_PASSWORD
 
 
 def layer_host() -> dict[str, object]:
@@ -177,8 +181,7 @@ def layer_host() -> dict[str, object]:
     host: dict[str, object] = {
         "sentinels": REDIS_SENTINELS,
         "master_name": REDIS_SENTINEL_MASTER,
-        # Without its own timeouts, asking a dead sentinel would wait 30 s.
-        "sentinel_kwargs": {"socket_timeout": 2, "socket_connect_timeout": 2, **SENTINEL_KWARGS},
+        "sentinel_kwargs": SENTINEL_KWARGS,
         "db": REDIS_DB,
         "socket_timeout": 30,
     }
@@ -229,7 +232,7 @@ if REDIS_SENTINELS:
     )
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "master_name": REDIS_SENTINEL_MASTER,
-        "sentinel_kwargs": {"socket_timeout": 2, "socket_connect_timeout": 2, **SENTINEL_KWARGS},
+        "sentinel_kwargs": SENTINEL_KWARGS,
     }
 else:
     _default_broker = next_redis_db(REDIS_URL)

@@ -1,25 +1,13 @@
 import { afterEach, test } from "node:test";
 import assert from "node:assert/strict";
 import { _reset, cancel, watch, watchUser } from "../../progress/static/progress/client.js";
-import { fakeWebSocketClass } from "./fakes.mjs";
+import { fakeConnection } from "./fakes.mjs";
 
-const sockets = [];
-const timers = [];
-
-const FakeWebSocket = fakeWebSocketClass(sockets);
-
-const options = {
-  WebSocket: FakeWebSocket,
-  schedule: (fn, ms) => { timers.push({ fn, ms }); return timers.length; },
-  unschedule: () => {},
-  random: () => 0.5,
-  location: { protocol: "http:", host: "test" },
-};
+const { sockets, timers, options, clear } = fakeConnection();
 
 afterEach(() => {
   _reset();
-  sockets.length = 0;
-  timers.length = 0;
+  clear();
 });
 
 // Callbacks for states already known are deferred past watch()'s return.

@@ -44,3 +44,25 @@ export function fakeFetch(calls, status = 202, body = {}) {
     return { status, json: async () => body };
   };
 }
+
+// What client.js is given in place of the browser: fake WebSocket, EventSource, fetch and
+// timers, and the page's location. clear() empties the records between tests.
+export function fakeConnection() {
+  const sockets = [];
+  const sources = [];
+  const timers = [];
+  const fetches = [];
+  const options = {
+    WebSocket: fakeWebSocketClass(sockets),
+    EventSource: fakeEventSourceClass(sources),
+    fetch: fakeFetch(fetches),
+    schedule: (fn, ms) => { timers.push({ fn, ms }); return timers.length; },
+    unschedule: () => {},
+    random: () => 0.5,
+    location: { protocol: "http:", host: "test" },
+  };
+  const clear = () => {
+    for (const list of [sockets, sources, timers, fetches]) list.length = 0;
+  };
+  return { sockets, sources, timers, fetches, options, clear };
+}

@@ -3,29 +3,13 @@
 import { afterEach, test } from "node:test";
 import assert from "node:assert/strict";
 import { _reset, cancel, watch, watchUser } from "../../progress/static/progress/client.js";
-import { fakeEventSourceClass, fakeFetch, fakeWebSocketClass } from "./fakes.mjs";
+import { fakeConnection } from "./fakes.mjs";
 
-const sockets = [];
-const sources = [];
-const timers = [];
-const fetches = [];
-
-const options = {
-  WebSocket: fakeWebSocketClass(sockets),
-  EventSource: fakeEventSourceClass(sources),
-  fetch: fakeFetch(fetches),
-  schedule: (fn, ms) => { timers.push({ fn, ms }); return timers.length; },
-  unschedule: () => {},
-  random: () => 0.5,
-  location: { protocol: "http:", host: "test" },
-};
+const { sockets, sources, timers, fetches, options, clear } = fakeConnection();
 
 afterEach(() => {
   _reset();
-  sockets.length = 0;
-  sources.length = 0;
-  timers.length = 0;
-  fetches.length = 0;
+  clear();
 });
 
 const settle = () => new Promise((resolve) => setImmediate(resolve));

@@ -4,6 +4,7 @@ import { postJSON } from "./api.js";
 import { Retrier } from "./backoff.js";
 import { fillUrl } from "./format.js";
 import { isFinal, JobStore } from "./jobs.js";
+import { parseFrame } from "./socket.js";
 
 export const EVENTS_PATH = "/api/events/";
 export const JOB_EVENTS_PATH = "/api/jobs/{id}/events/";
@@ -12,15 +13,6 @@ export const CANCEL_PATH = "/api/jobs/{id}/cancel/";
 // EventSource.CLOSED: the browser gave up on the stream (an error status), so it will not retry.
 const CLOSED = 2;
 const noop = () => {};
-
-function parse(data) {
-  try {
-    const frame = JSON.parse(data);
-    return frame && typeof frame === "object" ? frame : null;
-  } catch {
-    return null;
-  }
-}
 
 // The same callbacks and methods as ProgressSocket, so the connection can swap one for the other.
 // The user's stream is held like a socket: the server ends it, after the socket's error frame,
@@ -124,7 +116,7 @@ export class EventStreamSource {
   }
 
   #receive(data, aloneId) {
-    const frame = parse(data);
+    const frame = parseFrame(data);
     if (!frame) return;
     if (frame.type === "snapshot" && aloneId === null) {
       const jobs = Array.isArray(frame.jobs) ? frame.jobs : [];

@@ -12,6 +12,16 @@ const TRY_AGAIN_LATER = 1013;
 const SERVER_REFUSALS = new Set([TOO_MANY_SOCKETS, TRY_AGAIN_LATER]);
 const noop = () => {};
 
+// A server frame as an object, or null for anything else: frames are untrusted input.
+export function parseFrame(data) {
+  try {
+    const frame = JSON.parse(data);
+    return frame && typeof frame === "object" ? frame : null;
+  } catch {
+    return null;
+  }
+}
+
 // Templates give a path; the scheme must follow the page so https pages use wss.
 export function socketUrl(path, location) {
   if (/^wss?:\/\//i.test(path)) return path;
@@ -134,13 +144,8 @@ export class ProgressSocket {
   }
 
   #receive(data) {
-    let frame;
-    try {
-      frame = JSON.parse(data);
-    } catch {
-      return;
-    }
-    if (!frame || typeof frame !== "object") return;
+    const frame = parseFrame(data);
+    if (!frame) return;
     if (frame.type === "snapshot") {
       const accepted = this.store.applySnapshot(frame.jobs);
       // Only a connection that delivered data counts as healthy; one that
