@@ -280,8 +280,8 @@ def publish_states(
     job: Any, states: int, rate: float, stop: threading.Event, warmup: bool = False
 ) -> float:
     """Publishes `states` PROGRESS states of the job at `rate`/s; returns the time it took."""
-    from progress.events import State
-    from progress.publisher import get_publisher
+    from progress.core.publisher import get_publisher
+    from progress.protocol.states import State
 
     publisher = get_publisher()
     base = job.to_state()

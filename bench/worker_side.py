@@ -145,7 +145,7 @@ class Jobs:
         return Job.objects.create(owner=self.owner, task=f"bench.{name}", params={})
 
     def latest(self, job: Any) -> tuple[int, dict[str, Any]]:
-        from progress.events import state_key
+        from progress.core.keys import state_key
 
         seq, payload = self.redis.hmget(state_key(job.id), "seq", "json")
         return (int(seq), json.loads(payload)) if seq and payload else (0, {})
@@ -153,8 +153,8 @@ class Jobs:
 
 def run_reported(loop: Callable[[int], None], n: int, jobs: Jobs, name: str) -> HotRun:
     """One timed loop inside a running job; then waits for the last numbers to reach Redis."""
-    from progress.events import State
-    from progress.reporter import JobReporter, activate, deactivate
+    from progress.protocol.states import State
+    from progress.worker.reporter import JobReporter, activate, deactivate
 
     job = jobs.new(name)
     reporter = JobReporter(job)
@@ -219,7 +219,8 @@ class PathRun:
 
 def layer_message(state: Any, seq: int, job_json: str) -> dict[str, Any]:
     """A job message as the publisher puts it into the layer: the frame encoded once."""
-    from progress.events import LAYER_JOB_MESSAGE, job_frame
+    from progress.protocol.frames import job_frame
+    from progress.protocol.layer import LAYER_JOB_MESSAGE
 
     return {
         "type": LAYER_JOB_MESSAGE,
@@ -239,8 +240,8 @@ async def closing_group_send(layer: Any, group: str, message: dict[str, Any]) ->
 async def full_send_new_loop(layer: Any, url: str, state: Any, floor: int) -> int | None:
     """Our whole send on a loop of its own: a new Redis client, numbering, one group send."""
     from progress.conf import progress_settings
-    from progress.events import user_group
-    from progress.store import StateStore
+    from progress.core.store import StateStore
+    from progress.protocol.layer import user_group
 
     store = StateStore(url, progress_settings.STATE_TTL)
     try:
@@ -284,7 +285,7 @@ class SyncSender:
         import redis
 
         from progress.conf import progress_settings
-        from progress.store import _SAVE_STATE
+        from progress.core.scripts import _SAVE_STATE
 
         self.layer = layer
         self.clients = [redis.Redis.from_url(host["address"]) for host in layer.hosts]
@@ -295,7 +296,8 @@ class SyncSender:
         self.group_send_script = [c.register_script(_GROUP_SEND_LUA) for c in self.clients]
 
     def send(self, state: Any, floor: int) -> int | None:
-        from progress.events import state_key, user_group
+        from progress.core.keys import state_key
+        from progress.protocol.layer import user_group
 
         head, tail = state.encode()
         args = [head, tail, state.state.value, int(state.is_final), self.ttl, int(floor)]
@@ -368,8 +370,9 @@ def publish_paths(updates: int, jobs: Jobs, url: str, redis_pid: int) -> list[Pa
     from channels.layers import channel_layers, get_channel_layer
     from channels_redis.core import RedisChannelLayer
 
-    from progress.events import State, user_group
-    from progress.publisher import get_publisher
+    from progress.core.publisher import get_publisher
+    from progress.protocol.layer import user_group
+    from progress.protocol.states import State
 
     # The publisher has its own layer. Paths (a) and (a+) get another instance, as in a
     # celery-progress worker: close_pools() closes the pools of every loop that used the

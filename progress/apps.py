@@ -9,4 +9,6 @@ class ProgressConfig(AppConfig):
 
     def ready(self) -> None:
         """Runs once Django is set up: registers system checks and signal handlers."""
-        from . import checks, sessions, worker  # noqa: F401
+        from progress import checks  # noqa: F401
+        from progress.web import sessions  # noqa: F401
+        from progress.worker import handlers  # noqa: F401

@@ -10,7 +10,7 @@ from django.core.checks import CheckMessage, Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from . import conf
+from progress import conf
 
 IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
 # The name of the app Celery makes up when a project has created none.

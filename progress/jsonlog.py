@@ -16,7 +16,7 @@ from typing import Any
 JOB_ID = "job_id"
 USER_ID = "user_id"
 
-_REPORTER_MODULE = "progress.reporter"
+_REPORTER_MODULE = "progress.worker.reporter"
 
 
 def about(job_id: object, user_id: int | None = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from .events import FINAL_STATES, MAX_MESSAGE_LENGTH, JobState, State
+from progress.protocol.states import FINAL_STATES, MAX_MESSAGE_LENGTH, JobState, State
 
 
 def _iso(value: datetime | None) -> str | None:

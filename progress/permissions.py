@@ -16,8 +16,8 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils.module_loading import import_string
 
-from .conf import progress_settings
-from .models import Job
+from progress.conf import progress_settings
+from progress.models import Job
 
 Rule = Callable[[Any, QuerySet[Job]], QuerySet[Job]]
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .consumers import ProgressConsumer
+from progress.web.consumers import ProgressConsumer
 
 websocket_urlpatterns = [
     path("ws/progress/", ProgressConsumer.as_asgi()),

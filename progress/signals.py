@@ -28,7 +28,7 @@ from typing import Any
 
 from django.dispatch import Signal
 
-from .events import JobState
+from progress.protocol.states import JobState
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def send(signal: Signal, state: JobState, seq: int | None, **extra: Any) -> None
     """Runs after a state is recorded: calls the receivers, logging any that fail."""
     if not signal.has_listeners():
         return
-    from .models import Job
+    from progress.models import Job
 
     payload: dict[str, Any] = json.loads(state.to_json(seq or 0))
     if seq is None:

@@ -31,7 +31,7 @@ if not DEBUG and SECRET_KEY == dev_only_secret_key:
     )
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
-CSRF_FAILURE_VIEW = "progress.views.csrf_failure"
+CSRF_FAILURE_VIEW = "progress.web.views.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -246,9 +246,11 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_TIMEZONE = TIME_ZONE
-# celery beat (Procfile, compose) purges finished jobs past PROGRESS["RETENTION"].
+# celery beat (Procfile, compose) purges finished jobs past PROGRESS["RETENTION"], and
+# sweeps for jobs whose worker was lost every WORKER_LOST_AFTER / 3 (15 s by default).
 CELERY_BEAT_SCHEDULE = {
     "progress-purge-finished": {"task": "progress.purge_finished", "schedule": 3600.0},
+    "progress-sweep-lost-jobs": {"task": "progress.sweep_lost_jobs", "schedule": 5.0},
 }
 
 # The statements app mails its users; the console backend unless configured.

@@ -11,5 +11,5 @@ urlpatterns = [
 ]
 
 # JSON under /api/, Django's pages elsewhere.
-handler404 = "progress.views.page_not_found"
-handler500 = "progress.views.server_error"
+handler404 = "progress.web.views.page_not_found"
+handler500 = "progress.web.views.server_error"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from progress.events import WORKER_LOST_ERROR
+from progress.protocol.states import WORKER_LOST_ERROR
 from tests.conftest import FINAL, JobSocket, Stack, csrf, launch
 from tests.support import wait_for
 

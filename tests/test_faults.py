@@ -23,7 +23,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
-from progress.events import WORKER_LOST_ERROR
+from progress.protocol.states import WORKER_LOST_ERROR
 from tests.conftest import FINAL, PASSWORD, Stack, csrf, launch, log_in
 from tests.crowd import Client, Crowd
 from tests.support import RedisServer, manage, record_figure, wait_for

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import redis
 
-from progress.store import CLIENT_NAME
+from progress.core.store import CLIENT_NAME
 from tests.conftest import Stack, launch
 from tests.support import free_port, record_figure, redis_server_binary, wait_for
 

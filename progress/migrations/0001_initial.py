@@ -2,7 +2,7 @@
 
 import django.db.models.deletion
 import django.utils.timezone
-import progress.events
+import progress.protocol.states
 import uuid
 from django.conf import settings
 from django.db import migrations, models
@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
                 ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
                 ('task', models.CharField(max_length=200)),
                 ('params', models.JSONField(blank=True, default=dict)),
-                ('state', models.CharField(choices=[('PENDING', 'PENDING'), ('STARTED', 'STARTED'), ('PROGRESS', 'PROGRESS'), ('RETRY', 'RETRY'), ('SUCCESS', 'SUCCESS'), ('FAILURE', 'FAILURE'), ('REVOKED', 'REVOKED')], default=progress.events.State['PENDING'], max_length=16)),
+                ('state', models.CharField(choices=[('PENDING', 'PENDING'), ('STARTED', 'STARTED'), ('PROGRESS', 'PROGRESS'), ('RETRY', 'RETRY'), ('SUCCESS', 'SUCCESS'), ('FAILURE', 'FAILURE'), ('REVOKED', 'REVOKED')], default=progress.protocol.states.State['PENDING'], max_length=16)),
                 ('current', models.FloatField(default=0)),
                 ('total', models.FloatField(blank=True, null=True)),
                 ('message', models.CharField(blank=True, max_length=500)),

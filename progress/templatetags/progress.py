@@ -7,7 +7,7 @@ from typing import Any
 from django import template
 from django.urls import NoReverseMatch, reverse
 
-from progress import registry, services
+from progress.core import reads, registry
 from progress.exceptions import JobNotFound
 from progress.models import Job
 
@@ -30,10 +30,10 @@ def progress_bar(context: template.Context, job: Job | str, cancel: bool = True)
     try:
         if user is None:
             raise JobNotFound()
-        found = services.get_visible_job(user, job.pk if isinstance(job, Job) else job)
+        found = reads.get_visible_job(user, job.pk if isinstance(job, Job) else job)
     except JobNotFound:
         return {"missing": True}
-    state = services.state_of(found)
+    state = reads.state_of(found)
     return {
         "missing": False,
         "job_id": str(found.pk),

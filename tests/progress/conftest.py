@@ -9,9 +9,9 @@ import pytest
 from channels.layers import channel_layers
 from django.contrib.auth.models import User
 
-from progress.events import JobState, State
+from progress.core.publisher import get_publisher
 from progress.models import Job
-from progress.publisher import get_publisher
+from progress.protocol.states import JobState, State
 
 
 @pytest.fixture(autouse=True)

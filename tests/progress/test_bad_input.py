@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from progress.conf import progress_settings
-from progress.events import Action, ErrorCode
 from progress.models import Job
+from progress.protocol.frames import Action, ErrorCode
 from tests.progress.test_consumers import app
 from tests.support import FUZZED
 

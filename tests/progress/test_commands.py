@@ -13,10 +13,10 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 from django.utils import timezone
 
-from progress import services
-from progress.events import State
+from progress.core import machine, maintenance
+from progress.core.publisher import get_publisher
 from progress.models import Job
-from progress.publisher import get_publisher
+from progress.protocol.states import State
 from tests.progress.conftest import state_of
 
 pytestmark = pytest.mark.django_db
@@ -50,7 +50,7 @@ def test_launch_explains_what_is_wrong(alice: User, args: list[str], message: st
 
 def finished(owner: User, days_ago: float, with_file: bool = False) -> Job:
     job = Job.objects.create(owner=owner, task="demo.count")
-    services.commit_state(state_of(job, State.SUCCESS))
+    machine.commit_state(state_of(job, State.SUCCESS))
     if with_file:
         job.result_file.save("old.csv", ContentFile(b"a,b\n"), save=False)
     Job.objects.filter(pk=job.pk).update(
@@ -84,9 +84,9 @@ def test_purge_deletes_old_finished_jobs_with_their_state_and_file(
 def test_purge_follows_retention_and_zero_keeps_everything(alice: User) -> None:
     finished(alice, 400)
     with override_settings(PROGRESS={"REDIS_URL": os.environ["REDIS_URL"], "RETENTION": 0}):
-        assert services.purge_finished() == 0
-    assert services.purge_finished(older_than=500 * 86400) == 0
-    assert services.purge_finished(older_than=0) == 1
+        assert maintenance.purge_finished() == 0
+    assert maintenance.purge_finished(older_than=500 * 86400) == 0
+    assert maintenance.purge_finished(older_than=0) == 1
 
 
 def test_the_periodic_task_purges(alice: User) -> None:

@@ -15,9 +15,9 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.test import override_settings
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from progress.events import State
+from progress.core.publisher import get_publisher
 from progress.models import Job
-from progress.publisher import get_publisher
+from progress.protocol.states import State
 from progress.routing import websocket_urlpatterns
 from tasks_site.asgi import application
 from tests.progress.conftest import state_of
@@ -202,7 +202,7 @@ async def test_a_socket_that_cannot_reach_redis_is_told_to_try_again_later(
     async def unreachable(user_id: int, socket_id: str) -> bool:
         raise RedisConnectionError("Connection closed by server.")
 
-    monkeypatch.setattr("progress.services.open_socket", unreachable)
+    monkeypatch.setattr("progress.web.presence.open_socket", unreachable)
     communicator = await connect(alice)
     notice = await frame(communicator)
     assert notice["type"] == "error" and notice["error"] == "unavailable"

@@ -8,18 +8,17 @@ import uuid
 
 import pytest
 
-from progress.events import (
+from progress.protocol.frames import (
     CloseCode,
     ErrorCode,
     FrameError,
-    JobState,
-    State,
     job_frame,
     parse_client_frame,
     parse_job_id,
     snapshot_frame,
-    user_group,
 )
+from progress.protocol.layer import user_group
+from progress.protocol.states import JobState, State
 
 CONTRACT_KEYS = [
     "id", "task", "state", "current", "total", "percent", "message", "seq", "ts",

@@ -16,18 +16,16 @@ from channels.testing.websocket import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.test import override_settings
 
-from progress.events import (
-    LAYER_JOB_MESSAGE,
-    CloseCode,
-    State,
-    job_frame,
-    sockets_key,
-    user_group,
-)
-from progress.fanout import Outbox, get_hub, run_eagerly
+from progress.core.keys import sockets_key
+from progress.core.publisher import get_publisher
 from progress.middleware import DirectSendMiddleware
 from progress.models import Job
-from progress.publisher import get_publisher
+from progress.protocol.frames import CloseCode, job_frame
+from progress.protocol.layer import LAYER_JOB_MESSAGE, user_group
+from progress.protocol.states import State
+from progress.web.aio import run_eagerly
+from progress.web.hub import get_hub
+from progress.web.outbox import Outbox
 from tests.progress.conftest import state_of
 from tests.progress.test_consumers import app, connect, frame, publish
 
@@ -163,7 +161,7 @@ async def test_the_hub_ignores_foreign_and_malformed_messages(alice: User, job: 
 
 
 async def test_an_sse_stream_and_a_socket_share_the_hub(alice: User, job: Job) -> None:
-    from progress.streams import job_events
+    from progress.web.sse import job_events
 
     socket = await connect(alice)
     await frame(socket)
@@ -333,7 +331,7 @@ async def test_a_shutdown_closes_every_socket_with_1001(alice: User, bob: User) 
     for socket in sockets:
         await frame(socket)
     hub = await get_hub()
-    assert await hub.close_all(CloseCode.GOING_AWAY) == 2
+    assert await hub.presence.close_all(CloseCode.GOING_AWAY) == 2
     for socket in sockets:
         assert await socket.receive_output(timeout=5) == {"type": "websocket.close", "code": 1001}
         await socket.disconnect()
@@ -353,7 +351,7 @@ class LayerThatFailsWhenCancelled:
 
 @pytest.mark.asyncio
 async def test_the_hubs_reader_ends_when_cancelled_even_if_the_layer_raises_another_error() -> None:
-    from progress.fanout import Hub
+    from progress.web.hub import Hub
 
     hub = Hub(LayerThatFailsWhenCancelled(), "specific.test!one")
     reader = asyncio.ensure_future(hub._read())
@@ -371,7 +369,7 @@ async def test_a_cancelled_reader_ends_on_the_real_layer_wherever_the_cancel_lan
     the send completes; channels-redis' receive then reads on until a message comes, and a
     server's shutdown (or a test's event loop) waits on the hub for ever. Before the fix,
     about one cancel in twenty at a random moment was lost."""
-    from progress.fanout import Hub
+    from progress.web.hub import Hub
 
     layer = get_channel_layer()
     stuck = 0
@@ -407,7 +405,7 @@ class LayerThatSwallowsACancel:
 
 @pytest.mark.asyncio
 async def test_the_hubs_reader_ends_when_its_receive_swallows_the_cancel() -> None:
-    from progress.fanout import Hub
+    from progress.web.hub import Hub
 
     layer = LayerThatSwallowsACancel()
     reader = asyncio.ensure_future(Hub(layer, "specific.test!one")._read())
@@ -419,7 +417,7 @@ async def test_the_hubs_reader_ends_when_its_receive_swallows_the_cancel() -> No
 
 @pytest.mark.asyncio
 async def test_the_hubs_chores_end_when_a_chore_swallows_the_cancel() -> None:
-    from progress.fanout import Hub
+    from progress.web.hub import Hub
 
     calls = 0
 

@@ -16,10 +16,10 @@ from django.contrib.auth.models import User
 from django.test import override_settings
 
 from progress import ProgressError, run_group
-from progress.events import State
+from progress.core.publisher import get_publisher
 from progress.models import Job
-from progress.publisher import get_publisher
-from progress.reporter import JobReporter, activate, deactivate
+from progress.protocol.states import State
+from progress.worker.reporter import JobReporter, activate, deactivate
 from tests.support import wait_for
 from workers.demo import count
 

@@ -13,8 +13,8 @@ from django.contrib.auth.models import User
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from progress.events import State
 from progress.models import Job
+from progress.protocol.states import State
 
 pytestmark = pytest.mark.django_db
 

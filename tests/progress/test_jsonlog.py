@@ -13,7 +13,7 @@ import pytest
 
 from progress.jsonlog import JobContextFilter, JsonFormatter
 from progress.models import Job
-from progress.reporter import JobReporter, activate, deactivate
+from progress.worker.reporter import JobReporter, activate, deactivate
 
 Lines = Callable[[], list[dict[str, Any]]]
 

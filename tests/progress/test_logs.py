@@ -15,12 +15,13 @@ from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 from django.test import override_settings
 
-from progress import log, services
-from progress.events import State
-from progress.logs import JobLogHandler
+from progress import log
+from progress.core import maintenance, reads
+from progress.core.publisher import get_publisher
 from progress.models import Job
-from progress.publisher import get_publisher
-from progress.reporter import LOG_BATCH, JobReporter, activate, deactivate
+from progress.protocol.states import State
+from progress.worker.logs import JobLogHandler
+from progress.worker.reporter import LOG_BATCH, JobReporter, activate, deactivate
 from tests.progress.test_consumers import connect, frame, send
 from tests.support import wait_for
 
@@ -84,7 +85,7 @@ def test_a_flood_keeps_the_newest_lines_and_says_how_many_were_cut(job: Job) -> 
     # The row keeps the log once the job has ended.
     job.refresh_from_db()
     assert [line["text"] for line in job.log] == texts
-    assert services.job_log(job)[-1] == json.dumps(lines[-1], separators=(",", ":"))
+    assert reads.job_log(job)[-1] == json.dumps(lines[-1], separators=(",", ":"))
 
 
 @pytest.mark.django_db
@@ -103,7 +104,7 @@ def test_a_purge_forgets_the_log(job: Job) -> None:
     reporter.log("kept")
     reporter.finish(State.SUCCESS)
     assert kept(job)
-    assert services.purge_finished(older_than=0) == 1
+    assert maintenance.purge_finished(older_than=0) == 1
     assert kept(job) == []
 
 

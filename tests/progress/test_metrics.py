@@ -15,12 +15,13 @@ from django.test import Client, override_settings
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from progress import services, worker
 from progress.conf import validate
-from progress.events import State, dumps_compact
+from progress.core import machine, maintenance
+from progress.core.publisher import get_publisher
 from progress.models import Job
-from progress.publisher import get_publisher
+from progress.protocol.states import State, dumps_compact
 from progress.routing import websocket_urlpatterns
+from progress.worker import handlers as worker
 from tests.progress.conftest import state_of
 from tests.support import wait_for
 
@@ -144,14 +145,14 @@ def test_publishing_a_state_and_log_lines_moves_the_published_counters(job: Job)
 @pytest.mark.django_db
 def test_the_sweep_counts_each_job_it_ends_lost(alice: User) -> None:
     job = Job.objects.create(owner=alice, task="demo.count")
-    services.commit_state(state_of(job, State.STARTED))
+    machine.commit_state(state_of(job, State.STARTED))
     before = value("progress_worker_lost_total")
     with progress(WORKER_LOST_AFTER=0.4):
-        assert services.sweep_lost_jobs() == []  # The first look only suspects.
+        assert maintenance.sweep_lost_jobs() == []  # The first look only suspects.
         assert value("progress_worker_lost_total") == before
-        assert wait_for(services.sweep_lost_jobs, timeout=5) == [str(job.pk)]
+        assert wait_for(maintenance.sweep_lost_jobs, timeout=5) == [str(job.pk)]
         assert value("progress_worker_lost_total") == before + 1
-        assert services.sweep_lost_jobs() == []  # Ended: never counted twice.
+        assert maintenance.sweep_lost_jobs() == []  # Ended: never counted twice.
         assert scrape()[("progress_worker_lost_total", ())] == before + 1
 
 

@@ -14,9 +14,9 @@ from django.contrib.auth.models import User
 from django.test import override_settings
 
 from progress import JobDict, JobNotFound, ProgressConsumerMixin, TooManySockets
-from progress.events import State
+from progress.core.publisher import get_publisher
 from progress.models import Job
-from progress.publisher import get_publisher
+from progress.protocol.states import State
 from tests.progress.conftest import state_of
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]

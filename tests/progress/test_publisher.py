@@ -11,10 +11,11 @@ import redis
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 
-from progress.events import State, user_group
+from progress.core.publisher import get_publisher
+from progress.core.store import CLIENT_NAME
 from progress.models import Job
-from progress.publisher import get_publisher
-from progress.store import CLIENT_NAME
+from progress.protocol.layer import user_group
+from progress.protocol.states import State
 from tests.progress.conftest import state_of
 
 pytestmark = pytest.mark.django_db

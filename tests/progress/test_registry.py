@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from progress import registry
+from progress.core import registry
 from progress.exceptions import InvalidParams, UnknownTask
 
 

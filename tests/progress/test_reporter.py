@@ -13,11 +13,12 @@ from django import forms
 from django.contrib.auth.models import User
 from django.test import override_settings
 
-from progress import registry, services, set_progress, track
-from progress.events import State
+from progress import set_progress, track
+from progress.core import machine, registry
+from progress.core.publisher import get_publisher
 from progress.models import Job
-from progress.publisher import get_publisher
-from progress.reporter import JobReporter, activate, deactivate
+from progress.protocol.states import State
+from progress.worker.reporter import JobReporter, activate, deactivate
 from tests.support import wait_for
 
 pytestmark = pytest.mark.django_db
@@ -174,7 +175,7 @@ def test_a_revoked_job_ends_at_once_whatever_the_throttle(job: Job) -> None:
         reporter.start()
         reporter.update(1, 10, None)
         reporter.update(2, 10, None)
-        services.record_final(job, State.REVOKED)
+        machine.record_final(job, State.REVOKED)
     assert latest(job)[1]["state"] == "REVOKED"
 
 

@@ -11,10 +11,10 @@ from django.contrib.auth.models import User
 from django.test import Client, override_settings
 
 import progress
-from progress import services
-from progress.events import State
+from progress.core import commands, machine, reads
 from progress.exceptions import JobNotFound, NotRetryable, TooManyJobs
 from progress.models import Job
+from progress.protocol.states import State
 
 pytestmark = pytest.mark.django_db
 
@@ -53,13 +53,13 @@ def test_a_failed_or_cancelled_job_runs_again_as_a_new_job_with_the_same_params(
 ) -> None:
     old = ended(alice, state)
     with django_capture_on_commit_callbacks() as queued:
-        new = services.retry(alice, str(old.pk))
+        new = commands.retry(alice, str(old.pk))
     assert new.pk != old.pk and new.retry_of_id == old.pk
     assert (new.task, new.params, new.owner_id) == ("demo.count", PARAMS, alice.pk)
     assert new.state == State.PENDING
     # Queued once the row commits, like any launch.
     assert len(queued) == 1
-    assert json.loads(services.job_json(new))["retry_of"] == str(old.pk)
+    assert json.loads(reads.job_json(new))["retry_of"] == str(old.pk)
     # The old job is left as it was.
     old.refresh_from_db()
     assert old.state == state and old.retries.get() == new
@@ -67,7 +67,7 @@ def test_a_failed_or_cancelled_job_runs_again_as_a_new_job_with_the_same_params(
 
 def test_staff_retry_another_users_job_for_its_owner(alice: User, staff: User) -> None:
     old = ended(alice)
-    new = services.retry(staff, old.pk)
+    new = commands.retry(staff, old.pk)
     assert new.owner_id == alice.pk and new.retry_of_id == old.pk
 
 
@@ -75,7 +75,7 @@ def test_staff_retry_another_users_job_for_its_owner(alice: User, staff: User) -
 def test_a_job_that_succeeded_or_is_running_is_not_retryable(alice: User, state: State) -> None:
     old = ended(alice, state)
     with pytest.raises(NotRetryable, match="failed or cancelled"):
-        services.retry(alice, old.pk)
+        commands.retry(alice, old.pk)
     assert Job.objects.count() == 1
 
 
@@ -84,17 +84,17 @@ def test_the_newest_state_decides_not_a_lagging_row(alice: User) -> None:
     old = ended(alice)
     state = old.to_state()
     state.state = State.SUCCESS
-    services.commit_state(state)
+    machine.commit_state(state)
     Job.objects.filter(pk=old.pk).update(state=State.FAILURE)
     with pytest.raises(NotRetryable):
-        services.retry(alice, old.pk)
+        commands.retry(alice, old.pk)
 
 
 def test_a_part_of_a_group_job_is_not_retryable(alice: User) -> None:
     group = ended(alice)
     part = ended(alice, parent=group, part=1)
     with pytest.raises(NotRetryable, match="group"):
-        services.retry(alice, part.pk)
+        commands.retry(alice, part.pk)
     assert Job.objects.count() == 2
 
 
@@ -102,7 +102,7 @@ def test_another_users_job_or_a_bad_id_is_not_found(alice: User, bob: User) -> N
     theirs = ended(bob)
     for job_id in [theirs.pk, "not-a-uuid", "00000000-0000-0000-0000-000000000000"]:
         with pytest.raises(JobNotFound):
-            services.retry(alice, job_id)
+            commands.retry(alice, job_id)
     assert Job.objects.count() == 1
 
 
@@ -111,11 +111,11 @@ def test_the_owners_limits_apply(alice: User, staff: User) -> None:
     Job.objects.create(owner=alice, task="demo.count")
     with limits(MAX_RUNNING_JOBS=1), pytest.raises(TooManyJobs):
         # Staff have no running job; the retry is the owner's, and the owner has one.
-        services.retry(staff, old.pk)
+        commands.retry(staff, old.pk)
 
 
 def test_retry_and_its_error_are_public_names() -> None:
-    assert progress.retry is services.retry
+    assert progress.retry is commands.retry
     assert issubclass(progress.NotRetryable, progress.ProgressError)
     assert {"retry", "NotRetryable"} <= set(progress.__all__)
 
@@ -219,7 +219,7 @@ def test_the_dashboard_and_job_page_carry_the_retry_url(client_of: Client, alice
 
 def test_a_retrys_page_links_to_the_job_it_retried(client_of: Client, alice: User) -> None:
     old = ended(alice)
-    new = services.retry(alice, old.pk)
+    new = commands.retry(alice, old.pk)
     page = client_of.get(f"/jobs/{new.pk}/").content.decode()
     assert f'Retry of <a href="/jobs/{old.pk}/">' in page
     assert "Retry of" not in client_of.get(f"/jobs/{old.pk}/").content.decode()

@@ -17,8 +17,9 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from hypothesis import given
 from hypothesis import strategies as st
 
-from progress.events import Action, State
 from progress.models import Job
+from progress.protocol.frames import Action
+from progress.protocol.states import State
 from tests.progress.test_bad_input import FUZZ
 from tests.progress.test_consumers import connect, frame, publish, send
 from tests.support import FUZZED
@@ -298,11 +299,11 @@ async def _aboom(*args: Any, **kwargs: Any) -> Any:
 @pytest.mark.parametrize(
     ("target", "crash", "name", "is_api"),
     [
-        ("progress.services.list_jobs", _boom, "api-jobs", True),
-        ("progress.services.get_visible_job", _boom, "api-job", True),
-        ("progress.services.aget_visible_job", _aboom, "api-job-events", True),
-        ("progress.registry.launchable", _boom, "dashboard", False),
-        ("progress.services.get_visible_job", _boom, "job", False),
+        ("progress.core.reads.list_jobs", _boom, "api-jobs", True),
+        ("progress.core.reads.get_visible_job", _boom, "api-job", True),
+        ("progress.core.reads.aget_visible_job", _aboom, "api-job-events", True),
+        ("progress.core.registry.launchable", _boom, "dashboard", False),
+        ("progress.core.reads.get_visible_job", _boom, "job", False),
     ],
     ids=["api-list", "api-detail", "api-async-events", "page-dashboard", "page-job"],
 )

@@ -11,10 +11,10 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client, override_settings
 
-from progress import services
-from progress.events import WORKER_LOST_ERROR, State
+from progress.core import machine, maintenance, reads
+from progress.core.publisher import get_publisher
 from progress.models import Job
-from progress.publisher import get_publisher
+from progress.protocol.states import WORKER_LOST_ERROR, State
 from tests.progress.conftest import state_of
 from tests.support import wait_for
 
@@ -27,7 +27,7 @@ def progress(**values: Any) -> override_settings:
 
 def running(owner: User) -> Job:
     job = Job.objects.create(owner=owner, task="demo.count")
-    services.commit_state(state_of(job, State.STARTED))
+    machine.commit_state(state_of(job, State.STARTED))
     return job
 
 
@@ -37,8 +37,8 @@ def test_the_sweep_ends_a_job_whose_lease_lapsed_and_spares_one_renewed(alice: U
     with progress(WORKER_LOST_AFTER=0.4):
         publisher.call(publisher.store.renew_leases([str(alive.pk)], 60))
         # The first look only suspects: a Redis restart drops every lease at once.
-        assert services.sweep_lost_jobs() == []
-        assert wait_for(services.sweep_lost_jobs, timeout=5) == [str(lost.pk)]
+        assert maintenance.sweep_lost_jobs() == []
+        assert wait_for(maintenance.sweep_lost_jobs, timeout=5) == [str(lost.pk)]
     lost.refresh_from_db()
     alive.refresh_from_db()
     assert lost.state == "FAILURE" and lost.error == WORKER_LOST_ERROR
@@ -50,14 +50,14 @@ def test_a_lease_seen_again_clears_the_suspicion(alice: User) -> None:
     job = running(alice)
     publisher = get_publisher()
     with progress(WORKER_LOST_AFTER=0.4):
-        assert services.sweep_lost_jobs() == []  # Suspected: no lease yet.
+        assert maintenance.sweep_lost_jobs() == []  # Suspected: no lease yet.
         publisher.call(publisher.store.renew_leases([str(job.pk)], 0.4))
-        assert services.sweep_lost_jobs() == []  # Seen: cleared.
+        assert maintenance.sweep_lost_jobs() == []  # Seen: cleared.
         # Lapsed again: suspected anew, so only a later look may end it.
         wait_for(
             lambda: not publisher.call(publisher.store.redis.exists(f"progress:lease:{job.pk.hex}"))
         )
-        assert services.sweep_lost_jobs() == []
+        assert maintenance.sweep_lost_jobs() == []
     job.refresh_from_db()
     assert job.state == "STARTED"
 
@@ -76,11 +76,11 @@ def test_the_sweep_command_ends_lost_jobs(alice: User, capsys: pytest.CaptureFix
 
 def test_a_retry_from_outside_the_task_shows_retry_and_never_follows_the_end(alice: User) -> None:
     job = running(alice)
-    assert services.record_retry(job, "Worker lost; running the job again.") is not None
-    assert services.latest_of(job).json.count('"state":"RETRY"') == 1
-    services.record_final(job, State.SUCCESS)
-    assert services.record_retry(job, "late") is None
-    assert json.loads(services.job_json(job))["state"] == "SUCCESS"
+    assert machine.record_retry(job, "Worker lost; running the job again.") is not None
+    assert reads.latest_of(job).json.count('"state":"RETRY"') == 1
+    machine.record_final(job, State.SUCCESS)
+    assert machine.record_retry(job, "late") is None
+    assert json.loads(reads.job_json(job))["state"] == "SUCCESS"
 
 
 def test_launches_over_the_rate_limit_get_429_with_retry_after(alice: User) -> None:

@@ -10,7 +10,7 @@ from channels.testing.websocket import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.test import Client
 
-from progress.sessions import signed_in
+from progress.web.sessions import signed_in
 from tasks_site.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)

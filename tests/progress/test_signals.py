@@ -13,10 +13,11 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import override_settings
 
-from progress import job_finished, job_progress, job_started, services
-from progress.events import State
+from progress import job_finished, job_progress, job_started
+from progress.core import commands, machine
 from progress.models import Job
-from progress.reporter import JobReporter
+from progress.protocol.states import State
+from progress.worker.reporter import JobReporter
 from tests.progress.conftest import state_of
 
 pytestmark = pytest.mark.django_db
@@ -42,13 +43,13 @@ def heard() -> Iterator[list[tuple[str, dict[str, Any]]]]:
 def test_a_job_is_heard_starting_and_finishing_once(
     heard: list[tuple[str, dict[str, Any]]], job: Job, alice: User
 ) -> None:
-    services.commit_state(state_of(job, State.STARTED))
-    services.commit_state(state_of(job, State.PROGRESS, 3))
+    machine.commit_state(state_of(job, State.STARTED))
+    machine.commit_state(state_of(job, State.PROGRESS, 3))
     final = state_of(job, State.SUCCESS, 10)
     final.result = {"rows": 10}
-    services.commit_state(final)
+    machine.commit_state(final)
     # A cancel racing the end changes nothing, and is not heard.
-    services.record_final(job, State.REVOKED)
+    machine.record_final(job, State.REVOKED)
 
     assert [name for name, _kwargs in heard] == ["started", "finished"]
     finished = heard[1][1]
@@ -64,8 +65,8 @@ def test_a_job_is_heard_starting_and_finishing_once(
 def test_a_cancel_from_the_web_is_heard_as_finished(
     heard: list[tuple[str, dict[str, Any]]], job: Job, alice: User
 ) -> None:
-    services.commit_state(state_of(job, State.STARTED))
-    services.cancel(alice, job.pk)
+    machine.commit_state(state_of(job, State.STARTED))
+    commands.cancel(alice, job.pk)
     assert heard[-1][0] == "finished" and heard[-1][1]["state"]["state"] == "REVOKED"
 
 
@@ -78,7 +79,7 @@ def test_a_failing_receiver_is_logged_and_the_job_still_ends(
     job_finished.connect(broken)
     try:
         with caplog.at_level(logging.ERROR, logger="progress.signals"):
-            services.commit_state(state_of(job, State.FAILURE))
+            machine.commit_state(state_of(job, State.FAILURE))
     finally:
         job_finished.disconnect(broken)
     job.refresh_from_db()

@@ -10,9 +10,9 @@ import pytest
 from django.test import override_settings
 
 from progress import bar, set_progress, stages, track
+from progress.core.publisher import get_publisher
 from progress.models import Job
-from progress.publisher import get_publisher
-from progress.reporter import JobReporter, activate, deactivate
+from progress.worker.reporter import JobReporter, activate, deactivate
 from tests.support import wait_for
 
 pytestmark = pytest.mark.django_db

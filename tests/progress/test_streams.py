@@ -14,10 +14,11 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client, override_settings
 
-from progress import services
-from progress.events import State, job_frame
+from progress.core import reads
+from progress.core.publisher import get_publisher
 from progress.models import Job
-from progress.publisher import get_publisher
+from progress.protocol.frames import job_frame
+from progress.protocol.states import State
 from tasks_site.asgi import application
 from tests.progress.conftest import state_of
 
@@ -167,7 +168,7 @@ async def test_frames_are_the_sockets_frames_byte_for_byte(alice: User, job: Job
         await publish(job, State.PROGRESS, 2)
         event = await anext(stream.events())
         stored = await database_sync_to_async(lambda: Job.objects.get(pk=job.pk))()
-        expected = job_frame(await database_sync_to_async(services.job_json)(stored))
+        expected = job_frame(await database_sync_to_async(reads.job_json)(stored))
         assert event == f"data: {expected}"
     finally:
         await stream.close()

@@ -11,9 +11,9 @@ from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 
 from progress import JobNotFound, subscribe, subscribe_user
-from progress.events import State
+from progress.core.publisher import get_publisher
 from progress.models import Job
-from progress.publisher import get_publisher
+from progress.protocol.states import State
 from tests.progress.conftest import state_of
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]

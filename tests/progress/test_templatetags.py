@@ -10,9 +10,9 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.template import Context, Template
 from django.test import RequestFactory
 
-from progress import services
-from progress.events import State
+from progress.core import machine
 from progress.models import Job
+from progress.protocol.states import State
 from tests.progress.conftest import state_of
 
 pytestmark = pytest.mark.django_db
@@ -29,7 +29,7 @@ def render(
 def test_the_owner_gets_a_bar_with_the_jobs_state_and_its_wiring(alice: User, job: Job) -> None:
     progress = state_of(job, State.PROGRESS, 4)
     progress.message = "<b>step</b> 4"
-    services.commit_state(progress)
+    machine.commit_state(progress)
     html = render(alice, job=job)
     assert f'data-job-id="{job.pk}"' in html
     assert 'data-ws-url="/ws/progress/"' in html and 'data-state="PROGRESS"' in html

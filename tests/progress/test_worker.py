@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from billiard.exceptions import WorkerLostError
 
-from progress.events import WORKER_LOST_ERROR
 from progress.exceptions import JobError
-from progress.worker import INTERNAL_ERROR, error_detail, error_message
+from progress.protocol.states import WORKER_LOST_ERROR
+from progress.worker.handlers import INTERNAL_ERROR, error_detail, error_message
 
 
 def test_a_job_error_is_meant_for_users_and_shows_its_first_line() -> None:

@@ -12,12 +12,12 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from progress import registry, services
 from progress.conf import progress_settings
-from progress.events import JobDict, State
+from progress.core import commands, maintenance, reads, registry
 from progress.exceptions import JobNotFound, ProgressError
 from progress.models import Job
-from progress.subscriptions import subscribe
+from progress.protocol.states import JobDict, State
+from progress.web.subscriptions import subscribe
 
 # `watch` exits with the job's outcome; 2 is a usage error, as with argparse.
 EXIT_CODES = {State.SUCCESS: 0, State.FAILURE: 1, State.REVOKED: 3}
@@ -107,7 +107,7 @@ class Command(BaseCommand):
             raise CommandError(f"No user {options['user']!r}.", returncode=USAGE_ERROR) from None
         params = dict(_param(text) for text in options["params"])
         try:
-            job = services.launch(user, options["task"], **params)
+            job = commands.launch(user, options["task"], **params)
         except ProgressError as exc:
             fields = getattr(exc, "fields", None)
             detail = "".join(
@@ -121,7 +121,7 @@ class Command(BaseCommand):
     def _watch(self, job_id: str, as_json: bool, timeout: float) -> None:
         """Runs `watch`: follows the job over the channel layer until it ends."""
         try:
-            job = services.job_by_id(job_id)
+            job = reads.job_by_id(job_id)
         except JobNotFound:
             raise CommandError(f"No job {job_id!r}.", returncode=USAGE_ERROR) from None
         view = _JsonLines(self.stdout) if as_json else _Bar(registry.title_of(job.task))
@@ -141,12 +141,12 @@ class Command(BaseCommand):
             sys.exit(EXIT_CODES[state])
 
     def _purge(self, older_than: float | None) -> None:
-        purged = services.purge_finished(older_than)
+        purged = maintenance.purge_finished(older_than)
         self.stdout.write(f"Purged {purged} finished jobs.")
 
     def _sweep(self) -> None:
         """Web processes sweep while sockets watch; this covers deployments where none do."""
-        ended = services.sweep_lost_jobs()
+        ended = maintenance.sweep_lost_jobs()
         self.stdout.write(f"Ended {len(ended)} jobs whose worker was lost.")
         for job_id in ended:
             self.stdout.write(f"  {job_id}")

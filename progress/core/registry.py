@@ -12,7 +12,7 @@ from django import forms
 from django.core import validators
 from django.core.serializers.json import DjangoJSONEncoder
 
-from .exceptions import InvalidParams, UnknownTask
+from progress.exceptions import InvalidParams, UnknownTask
 
 TaskT = TypeVar("TaskT", bound=Task)
 

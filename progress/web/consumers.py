@@ -11,9 +11,11 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from redis.exceptions import RedisError
 
-from . import services
-from .conf import progress_settings
-from .events import (
+from progress.conf import progress_settings
+from progress.core import commands, reads
+from progress.exceptions import JobNotFound
+from progress.middleware import DIRECT_SEND
+from progress.protocol.frames import (
     Action,
     CloseCode,
     ErrorCode,
@@ -24,11 +26,10 @@ from .events import (
     log_frame,
     parse_client_frame,
     snapshot_frame,
-    user_group,
 )
-from .exceptions import JobNotFound
-from .fanout import Hub, OneJob, Outbox, get_hub
-from .middleware import DIRECT_SEND
+from progress.protocol.layer import user_group
+from progress.web.hub import Hub, get_hub
+from progress.web.outbox import OneJob, Outbox
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,9 @@ class ProgressConsumer(AsyncWebsocketConsumer):
         self.hub = await get_hub()
         session = self.scope.get("session")
         session_key = getattr(session, "session_key", None)
-        if not await self.hub.hold_socket(self.user.pk, self.socket_id, session_key, self.end):
+        if not await self.hub.presence.hold_socket(
+            self.user.pk, self.socket_id, session_key, self.end
+        ):
             await self.end(CloseCode.TOO_MANY_SOCKETS)
             return
         # The outbox holds what arrives while the snapshot is read, until it is out.
@@ -96,7 +99,7 @@ class ProgressConsumer(AsyncWebsocketConsumer):
         await self.hub.leave(user_group(self.user.pk), self.outbox)
         for group, listener in self.watching.values():
             await self.hub.leave(group, listener)
-        await self.hub.release_socket(self.socket_id)
+        await self.hub.presence.release_socket(self.socket_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Runs for each client frame: parse it, then subscribe, unsubscribe or cancel."""
@@ -114,31 +117,31 @@ class ProgressConsumer(AsyncWebsocketConsumer):
             elif frame.action is Action.UNSUBSCRIBE:
                 await self._unsubscribe(frame.job)
             else:
-                await database_sync_to_async(services.cancel)(self.user, frame.job)
+                await database_sync_to_async(commands.cancel)(self.user, frame.job)
         except JobNotFound:
             await self.send(text_data=error_frame(ErrorCode.NOT_FOUND, "No such job."))
 
     async def _subscribe(self, job_id: str) -> None:
-        job = await database_sync_to_async(services.get_visible_job)(self.user, job_id)
+        job = await database_sync_to_async(reads.get_visible_job)(self.user, job_id)
         key = str(job.pk)
         if job.owner_id != self.user.pk and key not in self.watching:
             assert self.hub is not None
             group, listener = user_group(job.owner_id), OneJob(self.outbox, key)
             self.watching[key] = (group, listener)
             await self.hub.join(group, listener)
-        found = await database_sync_to_async(services.latest_of)(job)
+        found = await database_sync_to_async(reads.latest_of)(job)
         if not found.final and self.hub is not None:
             self.hub.expect(user_group(job.owner_id), {key: found.seq})
         # Always answer a subscribe with the job's state, even one the tab has seen.
         self.outbox.offer(key, found.seq, job_frame(found.json), force=True)
         # Then its log: live lines from now on, and the kept ones (the page drops repeats by n).
         self.outbox.logs_of.add(key)
-        lines = await database_sync_to_async(services.job_log)(job)
+        lines = await database_sync_to_async(reads.job_log)(job)
         if lines:
             self.outbox.offer_log(key, 0, log_frame(key, lines))
 
     async def _unsubscribe(self, job_id: str) -> None:
-        job = await database_sync_to_async(services.get_visible_job)(self.user, job_id)
+        job = await database_sync_to_async(reads.get_visible_job)(self.user, job_id)
         self.outbox.logs_of.discard(str(job.pk))
         watched = self.watching.pop(str(job.pk), None)
         if watched is not None and self.hub is not None:

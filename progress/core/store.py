@@ -1,26 +1,24 @@
-"""Job states and socket counts in Redis; used only on the publisher's event loop."""
+"""Job states, logs, leases, group sums and socket counts in Redis. Any process, publisher loop."""
 
 from __future__ import annotations
 
+import builtins
 import logging
 import time
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
-from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError, NoScriptError, TimeoutError
+from redis.exceptions import ConnectionError, NoScriptError, RedisError, TimeoutError
 
-from .conf import progress_settings
-from .events import (
+from progress.conf import progress_settings
+from progress.core.keys import (
     EPOCH_KEY,
     SUSPECTS_KEY,
     SWEEP_LOCK_KEY,
-    JobState,
     group_key,
     launches_key,
     lease_key,
@@ -29,160 +27,24 @@ from .events import (
     sockets_key,
     state_key,
 )
+from progress.core.scripts import (
+    ADD_SOCKET,
+    ADD_TO_GROUP,
+    APPEND_LOG,
+    CHECK_LEASES,
+    COUNT_LAUNCH,
+    SAVE_STATE,
+    SETTLE_GROUP,
+    START_GROUP,
+)
+from progress.core.sentinel import sentinel_pool
+from progress.protocol.states import JobState
 
 logger = logging.getLogger(__name__)
 
-# Numbers a job's state and stores it in one step, so that seq grows strictly
-# whichever process writes, a PENDING never follows a later state, and nothing
-# follows a final state. `floor` carries a seq already shown elsewhere, so a
-# key lost with a Redis restart cannot restart the numbering below it. A group's
-# sum (ARGV[7] > 0, its version) is dropped when a newer sum was stored first:
-# parts in several workers sum in one order and may be published in another.
-_SAVE_STATE = """
-if redis.call('HEXISTS', KEYS[1], 'final') == 1 then return false end
-local version = tonumber(ARGV[7] or '0')
-if version > 0 then
-  if version <= tonumber(redis.call('HGET', KEYS[1], 'version') or '0') then return false end
-  redis.call('HSET', KEYS[1], 'version', version)
-end
-local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
-if ARGV[3] == 'PENDING' and seq > 0 then return false end
-local floor = tonumber(ARGV[6])
-if floor > seq then seq = floor end
-seq = seq + 1
-local json = ARGV[1] .. seq .. ARGV[2]
-redis.call('HSET', KEYS[1], 'seq', seq, 'json', json)
-if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'final', '1') end
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-return {seq, json}
-"""
-
-# Counts a user's sockets in a sorted set scored by last heartbeat, so sockets
-# of a crashed server age out instead of holding the user's quota forever.
-_ADD_SOCKET = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-local limit = tonumber(ARGV[4])
-if limit > 0 and not redis.call('ZSCORE', KEYS[1], ARGV[1])
-   and redis.call('ZCARD', KEYS[1]) >= limit then
-  return 0
-end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-return 1
-"""
-
-
-# For each running job: a lease clears its suspicion; a missing one makes it a
-# suspect, and a suspect whose lease is still missing `ARGV[2]` seconds later
-# is returned as lost. Two looks apart, not one, because a Redis restart drops
-# every lease at once and workers need a renewal interval to put them back.
-_CHECK_LEASES = """
-local lost = {}
-local now = tonumber(ARGV[1])
-for i, job in ipairs(ARGV) do
-  if i > 2 then
-    if redis.call('EXISTS', KEYS[i - 2]) == 1 then
-      redis.call('HDEL', KEYS[#KEYS], job)
-    else
-      local since = redis.call('HGET', KEYS[#KEYS], job)
-      if not since then
-        redis.call('HSET', KEYS[#KEYS], job, ARGV[1])
-      elseif now - tonumber(since) >= tonumber(ARGV[2]) then
-        redis.call('HDEL', KEYS[#KEYS], job)
-        table.insert(lost, job)
-      end
-    end
-  end
-end
-return lost
-"""
-
-# Appends a batch of a job's log lines: numbers them (n), keeps the newest ARGV[1],
-# and returns them encoded. Each ARGV line is its JSON object without the leading
-# "{", so that n can be put first without decoding it.
-_APPEND_LOG = """
-local count = #ARGV - 2
-local last = redis.call('INCRBY', KEYS[2], count)
-local lines = {}
-for i = 1, count do
-  local line = '{"n":' .. (last - count + i) .. ',' .. ARGV[i + 2]
-  lines[i] = line
-  redis.call('RPUSH', KEYS[1], line)
-end
-redis.call('LTRIM', KEYS[1], -tonumber(ARGV[1]), -1)
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-return lines
-"""
-
-# Starts a group job's sum: ARGV is the TTL, then (part id, declared units or "") pairs.
-_START_GROUP = """
-local n = (#ARGV - 1) / 2
-local total, unknown = 0, 0
-redis.call('DEL', KEYS[1])
-for i = 1, n do
-  local units = ARGV[2 * i + 1]
-  if units == '' then unknown = unknown + 1 else
-    total = total + tonumber(units)
-    redis.call('HSET', KEYS[1], 't:' .. ARGV[2 * i], units)
-  end
-end
-redis.call('HSET', KEYS[1], 'n', n, 'current', 0, 'total', total, 'unknown', unknown,
-  'done', 0, 'failed', 0, 'revoked', 0, 'version', 0)
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return n
-"""
-
-# Adds one state of a part to its group's sum, in O(1): the part's change since its last
-# state, never a read of the other parts. KEYS: the group's hash, the group job's state.
-# ARGV: part id, current, total or "", state, 1 if final, TTL. Returns the sum's version,
-# its figures and the group job's stored JSON, or false when there is nothing to show.
-_ADD_TO_GROUP = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-local id = ARGV[1]
-if redis.call('HEXISTS', KEYS[1], 'f:' .. id) == 1 then return false end
-local current = tonumber(ARGV[2])
-local known = redis.call('HGET', KEYS[1], 't:' .. id)
-if ARGV[3] ~= '' then
-  local total = tonumber(ARGV[3])
-  if known then
-    redis.call('HINCRBYFLOAT', KEYS[1], 'total', total - tonumber(known))
-  else
-    redis.call('HINCRBYFLOAT', KEYS[1], 'total', total)
-    redis.call('HINCRBY', KEYS[1], 'unknown', -1)
-  end
-  redis.call('HSET', KEYS[1], 't:' .. id, total)
-  known = total
-end
--- A part that succeeded has done all its units, whatever it last reported.
-if ARGV[4] == 'SUCCESS' and known then current = tonumber(known) end
-local before = tonumber(redis.call('HGET', KEYS[1], 'c:' .. id) or '0')
-redis.call('HINCRBYFLOAT', KEYS[1], 'current', current - before)
-redis.call('HSET', KEYS[1], 'c:' .. id, current)
-if ARGV[5] == '1' then
-  redis.call('HSET', KEYS[1], 'f:' .. id, ARGV[4])
-  local counter = 'revoked'
-  if ARGV[4] == 'SUCCESS' then counter = 'done'
-  elseif ARGV[4] == 'FAILURE' then counter = 'failed' end
-  redis.call('HINCRBY', KEYS[1], counter, 1)
-end
-local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
-redis.call('EXPIRE', KEYS[1], ARGV[6])
-if redis.call('HEXISTS', KEYS[2], 'final') == 1 then return false end
-local sum = redis.call('HMGET', KEYS[1], 'n', 'current', 'total', 'unknown', 'done', 'failed',
-  'revoked')
-return {version, sum[1], sum[2], sum[3], sum[4], sum[5], sum[6], sum[7],
-  redis.call('HGET', KEYS[2], 'json') or ''}
-"""
-
-# True once, for the first caller that finds every part of the group ended.
-_SETTLE_GROUP = """
-local sum = redis.call('HMGET', KEYS[1], 'n', 'done', 'failed', 'revoked')
-if not sum[1] then return 0 end
-local ended = tonumber(sum[2]) + tonumber(sum[3]) + tonumber(sum[4])
-if ended < tonumber(sum[1]) then return 0 end
-return redis.call('HSETNX', KEYS[1], 'settled', '1')
-"""
+# What a call to Redis raises while Redis is away (restarting, failing over, out of
+# reach): the one definition callers catch to fall back or retry.
+REDIS_UNAVAILABLE: tuple[type[BaseException], ...] = (RedisError, OSError, builtins.TimeoutError)
 
 
 class GroupSum(NamedTuple):
@@ -196,14 +58,6 @@ class GroupSum(NamedTuple):
     failed: int
     revoked: int
     json: str
-
-
-# Counts one launch in the user's current minute; returns the count so far.
-_COUNT_LAUNCH = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('EXPIRE', KEYS[1], 120) end
-return count
-"""
 
 
 CLIENT_NAME = "progress-store"
@@ -235,76 +89,6 @@ def _group_sum(row: Any) -> GroupSum | None:
         revoked=int(revoked),
         json=str(payload),
     )
-
-
-class BlockingSentinelConnectionPool(SentinelConnectionPool, redis.BlockingConnectionPool):
-    """redis-py's Sentinel pool, which waits for a free connection as the blocking pool does,
-    and asks the sentinels for the primary again at least every `recheck` seconds."""
-
-    def __init__(
-        self,
-        service_name: str,
-        sentinel_manager: Sentinel,
-        *,
-        recheck: float = 1.0,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(service_name, sentinel_manager, **kwargs)
-        self.recheck = recheck
-        self._checked = 0.0
-
-    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        """Runs before each command. redis-py asks the sentinels only when it connects, so a
-        primary that was frozen or cut off, and came back still a primary in its own eyes
-        until the sentinels demote it (some 8 s), would keep our connections and take
-        writes the new primary never sees; after a failover none stays longer than this."""
-        if self.is_master and time.monotonic() - self._checked >= self.recheck:
-            self._checked = time.monotonic()
-            try:
-                # Disconnects the idle connections when the primary has moved.
-                await self.get_master_address()
-            except (ConnectionError, TimeoutError) as exc:
-                # The pooled connections may still reach the primary; a command that
-                # cannot will fail with its own error.
-                logger.warning("Could not ask the Redis sentinels for the primary: %r", exc)
-        connection = await super().get_connection(*args, **kwargs)
-        await self._leave_old_primary(connection)
-        return connection
-
-    async def release(self, connection: Any) -> None:
-        """Runs when a command is done with its connection: one that was in use when the
-        primary moved (waiting on a frozen one, say) goes back to the pool disconnected, so
-        no idle connection stays on the old primary until it happens to be picked again."""
-        await self._leave_old_primary(connection)
-        await super().release(connection)
-
-    async def _leave_old_primary(self, connection: Any) -> None:
-        address = (connection.host, connection.port)
-        if self.master_address is not None and address != self.master_address:
-            # Reconnects to the current primary on its next command.
-            await connection.disconnect()
-
-
-def _sentinel_pool(
-    url: str, sentinels: Sequence[tuple[str, int]], master: str, options: dict[str, Any]
-) -> redis.ConnectionPool:
-    """A pool of connections to whichever server the sentinels name primary of `master`;
-    `url` gives only the database number and credentials."""
-    parts = urlsplit(url)
-    connection: dict[str, Any] = {**options, "db": int(parts.path.strip("/") or 0)}
-    for key, value in (("username", parts.username), ("password", parts.password)):
-        if value:
-            connection[key] = unquote(value)
-    manager = Sentinel(
-        [(host, int(port)) for host, port in sentinels],
-        # Sentinels are asked on every reconnect: a dead one must not hold that up.
-        sentinel_kwargs={
-            "socket_timeout": 2,
-            "socket_connect_timeout": 2,
-            **progress_settings.REDIS_SENTINEL_KWARGS,
-        },
-    )
-    return BlockingSentinelConnectionPool(master, manager, **connection)
 
 
 class StateStore:
@@ -339,19 +123,19 @@ class StateStore:
         if sentinels:
             if not master:
                 raise ValueError("Redis sentinels need the name of their primary (master).")
-            pool = _sentinel_pool(url, sentinels, master, options)
+            pool = sentinel_pool(url, sentinels, master, options)
         else:
             pool = redis.BlockingConnectionPool.from_url(url, **options)
         self.redis = redis.Redis(connection_pool=pool)
         self.ttl = int(ttl)
-        self._save = self.redis.register_script(_SAVE_STATE)
-        self._add_socket = self.redis.register_script(_ADD_SOCKET)
-        self._check_leases = self.redis.register_script(_CHECK_LEASES)
-        self._count_launch = self.redis.register_script(_COUNT_LAUNCH)
-        self._append_log = self.redis.register_script(_APPEND_LOG)
-        self._start_group = self.redis.register_script(_START_GROUP)
-        self._add_to_group = self.redis.register_script(_ADD_TO_GROUP)
-        self._settle_group = self.redis.register_script(_SETTLE_GROUP)
+        self._save = self.redis.register_script(SAVE_STATE)
+        self._add_socket = self.redis.register_script(ADD_SOCKET)
+        self._check_leases = self.redis.register_script(CHECK_LEASES)
+        self._count_launch = self.redis.register_script(COUNT_LAUNCH)
+        self._append_log = self.redis.register_script(APPEND_LOG)
+        self._start_group = self.redis.register_script(START_GROUP)
+        self._add_to_group = self.redis.register_script(ADD_TO_GROUP)
+        self._settle_group = self.redis.register_script(SETTLE_GROUP)
 
     async def save(
         self, state: JobState, floor: int = 0, version: int = 0
@@ -376,7 +160,7 @@ class StateStore:
         try:
             rows = await self._save_pipelined(calls)
         except NoScriptError:  # Redis restarted or was flushed; nothing ran.
-            await self.redis.script_load(_SAVE_STATE)
+            await self.redis.script_load(SAVE_STATE)
             rows = await self._save_pipelined(calls)
         return [_numbered(row) for row in rows]
 
@@ -439,7 +223,7 @@ class StateStore:
         try:
             rows = await self._add_pipelined(calls)
         except NoScriptError:
-            await self.redis.script_load(_ADD_TO_GROUP)
+            await self.redis.script_load(ADD_TO_GROUP)
             rows = await self._add_pipelined(calls)
         return [_group_sum(row) for row in rows]
 

@@ -10,11 +10,12 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from .conf import progress_settings
-from .events import CloseCode, end_frame, job_frame, snapshot_frame, user_group
-from .fanout import Hub, get_hub
-from .models import Job
-from .subscriptions import Inbox, job_updates
+from progress.conf import progress_settings
+from progress.models import Job
+from progress.protocol.frames import CloseCode, end_frame, job_frame, snapshot_frame
+from progress.protocol.layer import user_group
+from progress.web.hub import Hub, get_hub
+from progress.web.subscriptions import Inbox, job_updates
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class UserStream:
         self._ended = asyncio.get_running_loop().create_future()
         try:
             hub = await get_hub()
-            held = await hub.hold_socket(self.user_id, self.id, self.session_key, self.end)
+            held = await hub.presence.hold_socket(self.user_id, self.id, self.session_key, self.end)
         except (RedisError, OSError) as exc:
             logger.warning("Stream of user %s could not start: %r", self.user_id, exc)
             yield _end_event(CloseCode.TRY_AGAIN_LATER)
@@ -69,7 +70,7 @@ class UserStream:
             async for event in self._states(hub):
                 yield event
         finally:
-            await hub.release_socket(self.id)
+            await hub.presence.release_socket(self.id)
 
     async def _states(self, hub: Hub) -> AsyncIterator[str]:
         assert self._ended is not None

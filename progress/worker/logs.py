@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 
-from .conf import progress_settings
-from .reporter import current_reporter
+from progress.conf import progress_settings
+from progress.worker.reporter import current_reporter
 
 # Loggers of the machinery around a task, whose lines are not the task's.
 IGNORED = ("celery", "kombu", "amqp", "billiard", "redis", "asyncio", "progress", "django.db")

@@ -22,22 +22,20 @@ from typing import Any, TypeVar
 from channels.layers import get_channel_layer
 from redis.exceptions import RedisError
 
-from . import metrics
-from .conf import progress_settings
-from .events import (
+from progress.conf import progress_settings
+from progress.core import metrics
+from progress.core.store import GroupSum, StateStore
+from progress.jsonlog import about
+from progress.protocol.frames import job_frame, log_frame
+from progress.protocol.layer import (
     LAYER_SESSION_ENDED,
-    JobState,
     LayerSessionEnded,
-    State,
-    group_progress,
-    job_frame,
     job_message,
-    log_frame,
     log_message,
     user_group,
 )
-from .jsonlog import about
-from .store import GroupSum, StateStore
+from progress.protocol.parts import group_progress
+from progress.protocol.states import JobState, State
 
 logger = logging.getLogger(__name__)
 

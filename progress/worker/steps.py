@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from types import TracebackType
 
-from .reporter import JobReporter, current_reporter, set_progress
+from progress.worker.reporter import JobReporter, current_reporter, set_progress
 
 # What stands between a step's label and what is reported inside it.
 SEPARATOR = " — "

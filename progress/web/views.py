@@ -18,12 +18,12 @@ from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from . import registry, services
-from .conf import progress_settings
-from .events import FINAL_STATES, State
-from .exceptions import JobNotFound
-from .metrics import exposition
-from .models import Job
+from progress.conf import progress_settings
+from progress.core import reads, registry
+from progress.core.metrics import exposition
+from progress.exceptions import JobNotFound
+from progress.models import Job
+from progress.protocol.states import FINAL_STATES, State
 
 # A placeholder the page's JS replaces with a job id to build URLs.
 _ID = "00000000-0000-0000-0000-000000000000"
@@ -61,7 +61,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @login_required
 def job_page(request: HttpRequest, job_id: str) -> HttpResponse:
     try:
-        job = services.get_visible_job(request.user, job_id)
+        job = reads.get_visible_job(request.user, job_id)
     except JobNotFound:
         raise Http404("No such job.") from None
     urls = _urls()
@@ -69,9 +69,9 @@ def job_page(request: HttpRequest, job_id: str) -> HttpResponse:
         "job": job,
         "params": sorted(job.params.items()) if isinstance(job.params, dict) else [],
         "title": registry.title_of(job.task),
-        "job_data": json.loads(services.job_json(job)),
+        "job_data": json.loads(reads.job_json(job)),
         # A group job's parts, each with a bar of its own.
-        "parts": [json.loads(part) for part in services.parts_of(job)],
+        "parts": [json.loads(part) for part in reads.parts_of(job)],
         "parent_title": registry.title_of(job.parent.task) if job.parent else "",
         **urls,
         "cancel_url": urls["cancel_url"].replace("{id}", str(job.pk)),
@@ -89,7 +89,7 @@ def history(request: HttpRequest) -> HttpResponse:
     titles = registry.titles()
     # Lists are the user's own, staff included, as GET /api/jobs/ is; parts show in their group.
     jobs = (
-        services.visible_jobs(request.user)
+        reads.visible_jobs(request.user)
         .filter(state__in=FINAL_STATES, owner_id=request.user.pk, parent__isnull=True)
         .order_by("-created", "-pk")
     )
@@ -139,7 +139,7 @@ def result_json(request: HttpRequest, job_id: str) -> HttpResponse:
     """Runs on GET /jobs/<id>/result.json: a finished job's result, pretty, for who may see
     the job (PROGRESS["VISIBILITY"]); 404 for a job still running."""
     try:
-        job = services.get_visible_job(request.user, job_id)
+        job = reads.get_visible_job(request.user, job_id)
     except JobNotFound:
         raise Http404("No such job.") from None
     if not job.is_final:

@@ -11,9 +11,9 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
-from . import registry, services
-from .conf import progress_settings
-from .exceptions import (
+from progress.conf import progress_settings
+from progress.core import commands, reads, registry
+from progress.exceptions import (
     InvalidParams,
     JobNotFound,
     NotRetryable,
@@ -21,7 +21,7 @@ from .exceptions import (
     TooManyLaunches,
     UnknownTask,
 )
-from .streams import UserStream, job_events
+from progress.web.sse import UserStream, job_events
 
 View = Callable[..., HttpResponse]
 
@@ -123,7 +123,7 @@ def tasks(request: HttpRequest) -> HttpResponse:
 @api_login_required
 def jobs(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
-        return _raw_json('{"jobs":[' + ",".join(services.list_jobs(request.user)) + "]}")
+        return _raw_json('{"jobs":[' + ",".join(reads.list_jobs(request.user)) + "]}")
     try:
         body = _read_object(request)
     except BadRequest as exc:
@@ -132,14 +132,14 @@ def jobs(request: HttpRequest) -> HttpResponse:
     if unknown:
         return _error(400, "Unknown fields.", {key: ["Unknown field."] for key in unknown})
     try:
-        job = services.launch_params(request.user, body.get("task"), body.get("params"))
+        job = commands.launch_params(request.user, body.get("task"), body.get("params"))
     except UnknownTask as exc:
         return _error(400, str(exc), {"task": ["Not a task you can launch."]})
     except InvalidParams as exc:
         return _error(400, str(exc), exc.fields)
     except (TooManyJobs, TooManyLaunches) as exc:
         return _too_many(exc)
-    return _raw_json(services.job_json(job), status=201)
+    return _raw_json(reads.job_json(job), status=201)
 
 
 def _too_many(exc: TooManyJobs | TooManyLaunches) -> JsonResponse:
@@ -154,27 +154,27 @@ def _too_many(exc: TooManyJobs | TooManyLaunches) -> JsonResponse:
 @api_login_required
 def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
     try:
-        job = services.get_visible_job(request.user, job_id)
+        job = reads.get_visible_job(request.user, job_id)
     except JobNotFound as exc:
         return _error(404, str(exc))
-    return _raw_json(services.job_json(job))
+    return _raw_json(reads.job_json(job))
 
 
 @allow("POST")
 @api_login_required
 def job_cancel(request: HttpRequest, job_id: str) -> HttpResponse:
     try:
-        job = services.cancel(request.user, job_id)
+        job = commands.cancel(request.user, job_id)
     except JobNotFound as exc:
         return _error(404, str(exc))
-    return _raw_json(services.job_json(job), status=202)
+    return _raw_json(reads.job_json(job), status=202)
 
 
 @allow("POST")
 @api_login_required
 def job_retry(request: HttpRequest, job_id: str) -> HttpResponse:
     try:
-        job = services.retry(request.user, job_id)
+        job = commands.retry(request.user, job_id)
     except JobNotFound as exc:
         return _error(404, str(exc))
     except NotRetryable as exc:
@@ -182,7 +182,7 @@ def job_retry(request: HttpRequest, job_id: str) -> HttpResponse:
         return JsonResponse({"error": "not_retryable", "detail": str(exc)}, status=409)
     except (TooManyJobs, TooManyLaunches) as exc:
         return _too_many(exc)
-    return _raw_json(services.job_json(job), status=201)
+    return _raw_json(reads.job_json(job), status=201)
 
 
 @allow("GET")
@@ -191,7 +191,7 @@ async def job_event_stream(request: HttpRequest, job_id: str) -> HttpResponseBas
     if not user.is_authenticated:
         return _error(401, "Authentication required.")
     try:
-        job = await services.aget_visible_job(user, job_id)
+        job = await reads.aget_visible_job(user, job_id)
     except JobNotFound as exc:
         return _error(404, str(exc))
     return _event_stream(job_events(job))

@@ -14,8 +14,8 @@ from django.contrib.auth.signals import user_logged_out
 from django.dispatch import receiver
 from django.http import HttpRequest
 
-from .events import session_digest
-from .publisher import get_publisher
+from progress.core.publisher import get_publisher
+from progress.protocol.layer import session_digest
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .events import EventType, State
+from progress.protocol.frames import EventType
+from progress.protocol.states import State
 
 # A `_created` series beside each counter and histogram doubles what Prometheus stores,
 # for a start time it knows from process_start_time_seconds.
@@ -80,7 +81,7 @@ class JobsCollector(Collector):
         # Imported here: the registry is built when this module loads, maybe before Django is.
         from django.db.models import Count
 
-        from .models import Job
+        from progress.models import Job
 
         counts = dict.fromkeys((state.value for state in State), 0)
         for row in Job.objects.order_by().values("state").annotate(n=Count("pk")):

@@ -9,11 +9,13 @@ import uuid
 from collections.abc import AsyncGenerator, Coroutine
 from typing import Any
 
-from .events import CloseCode, JobDict, user_group
-from .exceptions import JobNotFound, TooManySockets
-from .fanout import Hub, get_hub
-from .store import Latest
-from .subscriptions import find_job, job_updates, user_updates
+from progress.core.store import Latest
+from progress.exceptions import JobNotFound, TooManySockets
+from progress.protocol.frames import CloseCode
+from progress.protocol.layer import user_group
+from progress.protocol.states import JobDict
+from progress.web.hub import Hub, get_hub
+from progress.web.subscriptions import find_job, job_updates, user_updates
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +93,7 @@ class ProgressConsumerMixin:
             hub, user_id, socket_id = held
             self._progress_held = None
             await hub.leave(user_group(user_id), self._progress_silent)
-            await hub.release_socket(socket_id)
+            await hub.presence.release_socket(socket_id)
         await super().websocket_disconnect(message)  # type: ignore[misc]
 
     def _progress_user(self) -> Any:
@@ -107,7 +109,9 @@ class ProgressConsumerMixin:
         hub = await get_hub()
         socket_id = uuid.uuid4().hex
         session_key = getattr(self.scope.get("session"), "session_key", None)
-        if not await hub.hold_socket(user_id, socket_id, session_key, self._progress_close):
+        if not await hub.presence.hold_socket(
+            user_id, socket_id, session_key, self._progress_close
+        ):
             await self._progress_close(CloseCode.TOO_MANY_SOCKETS)
             raise TooManySockets()
         self._progress_held = (hub, user_id, socket_id)

@@ -20,14 +20,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.utils import timezone
 
-from . import registry, services, signals
-from .conf import progress_settings
-from .events import MAX_LOG_LINE_LENGTH, JobState, State, dumps_compact
-from .models import Job
-from .publisher import get_publisher
+from progress import signals
+from progress.conf import progress_settings
+from progress.core import files, machine, registry
+from progress.core.publisher import get_publisher
+from progress.models import Job
+from progress.protocol.states import MAX_LOG_LINE_LENGTH, JobState, State, dumps_compact
 
 if TYPE_CHECKING:
-    from .steps import Step
+    from progress.worker.steps import Step
 
 T = TypeVar("T")
 
@@ -144,7 +145,7 @@ class JobReporter:
         self._commit(state, detail)
 
     def _commit(self, state: JobState, detail: str = "") -> None:
-        seq = services.commit_state(state, floor=self.floor, detail=detail)
+        seq = machine.commit_state(state, floor=self.floor, detail=detail)
         if seq is not None:
             self.floor = max(self.floor, seq)
 
@@ -242,7 +243,7 @@ class JobReporter:
         # Outside the lock: the publisher's thread must never wait on the database.
         if now >= self._next_db_write:
             self._next_db_write = now + self._db_interval
-            services.write_progress(sent)
+            machine.write_progress(sent)
         if signals.job_progress.has_listeners():
             signals.send(signals.job_progress, sent, None)
 
@@ -355,4 +356,4 @@ def attach_file(filename: str, content: bytes | str) -> str:
     reporter = _current.get()
     if reporter is None:
         raise RuntimeError("attach_file() works only inside a job launched through progress.")
-    return services.attach_file(reporter.state.id, filename, content)
+    return files.attach_file(reporter.state.id, filename, content)

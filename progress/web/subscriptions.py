@@ -14,13 +14,16 @@ from collections.abc import AsyncGenerator, AsyncIterator
 
 from channels.db import database_sync_to_async
 
-from . import services
-from .events import JobDict, frame_job, user_group
-from .exceptions import JobNotFound
-from .fanout import OneJob, get_hub
-from .models import Job
-from .services import User
-from .store import Latest
+from progress.core import reads
+from progress.core.reads import User
+from progress.core.store import Latest
+from progress.exceptions import JobNotFound
+from progress.models import Job
+from progress.protocol.frames import frame_job
+from progress.protocol.layer import user_group
+from progress.protocol.states import JobDict
+from progress.web.hub import get_hub
+from progress.web.outbox import OneJob
 
 
 class Inbox:
@@ -62,7 +65,7 @@ class Inbox:
 
 def _latest(frame: str, seq: int) -> Latest:
     job_json = frame_job(frame)
-    return Latest(seq, job_json, services.is_final_json(job_json))
+    return Latest(seq, job_json, reads.is_final_json(job_json))
 
 
 async def job_updates(job: Job, idle: float | None = None) -> AsyncGenerator[Latest | None]:
@@ -76,7 +79,7 @@ async def job_updates(job: Job, idle: float | None = None) -> AsyncGenerator[Lat
     listener = OneJob(inbox, key)
     await hub.join(group, listener)
     try:
-        found = await database_sync_to_async(services.latest_of)(job)
+        found = await database_sync_to_async(reads.latest_of)(job)
         inbox.seen[key] = found.seq
         yield found
         if found.final:
@@ -118,8 +121,8 @@ async def user_updates(owner_id: int, replay: bool = True) -> AsyncGenerator[tup
 async def find_job(job_id: object, user: User | None) -> Job:
     """The job by id: one `user` may see, or with no user, any job."""
     if user is not None:
-        return await services.aget_visible_job(user, job_id)
-    return await services.ajob_by_id(job_id)
+        return await reads.aget_visible_job(user, job_id)
+    return await reads.ajob_by_id(job_id)
 
 
 async def subscribe(job_id: object, user: User | None = None) -> AsyncIterator[JobDict]:

@@ -26,12 +26,14 @@ from celery.signals import (
 )
 from django.core.serializers.json import DjangoJSONEncoder
 
-from . import logs, metrics, services
-from .events import WORKER_LOST_ERROR, State, parse_job_id
-from .exceptions import JobError
-from .models import Job
-from .publisher import get_publisher
-from .reporter import JobReporter, activate, deactivate
+from progress.core import machine, metrics
+from progress.core.publisher import get_publisher
+from progress.exceptions import JobError
+from progress.models import Job
+from progress.protocol.frames import parse_job_id
+from progress.protocol.states import WORKER_LOST_ERROR, State
+from progress.worker import logs
+from progress.worker.reporter import JobReporter, activate, deactivate
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +124,7 @@ def _on_retry(request: Any, reason: object, **kwargs: Any) -> None:
         return
     job = _job_of(getattr(request, "id", None))
     if job is not None and not job.is_final:
-        services.record_retry(job, "Worker lost; running the job again.")
+        machine.record_retry(job, "Worker lost; running the job again.")
 
 
 @task_postrun.connect
@@ -154,4 +156,4 @@ def _end_unfinished(
     job = _job_of(task_id)
     if job is None or job.is_final:
         return False
-    return services.record_final(job, final, error=error, detail=detail) is not None
+    return machine.record_final(job, final, error=error, detail=detail) is not None

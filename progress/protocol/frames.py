@@ -1,0 +1,166 @@
+"""WebSocket and SSE frames: names, builders and the client frame parser. Pure; any process."""
+
+from __future__ import annotations
+
+import enum
+import json
+import uuid
+from dataclasses import dataclass
+from typing import TypedDict
+
+from progress.protocol.states import dumps_compact
+
+
+class EventType(enum.StrEnum):
+    """The `type` of a frame the server sends."""
+
+    SNAPSHOT = "snapshot"
+    JOB = "job"
+    LOG = "log"
+    ERROR = "error"
+
+
+class Action(enum.StrEnum):
+    """The `action` of a frame a client sends."""
+
+    SUBSCRIBE = "subscribe"
+    UNSUBSCRIBE = "unsubscribe"
+    CANCEL = "cancel"
+
+
+class ErrorCode(enum.StrEnum):
+    """The `error` of an error frame."""
+
+    NOT_FOUND = "not_found"
+    BAD_JSON = "bad_json"
+    BAD_FRAME = "bad_frame"
+    UNKNOWN_ACTION = "unknown_action"
+    TOO_MANY_SOCKETS = "too_many_sockets"
+    SESSION_ENDED = "session_ended"
+    UNAVAILABLE = "unavailable"
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes the server uses."""
+
+    # The server is shutting down or restarting; reconnect.
+    GOING_AWAY = 1001
+    MESSAGE_TOO_BIG = 1009
+    # Redis is out of reach for a moment (a restart); reconnect with backoff.
+    TRY_AGAIN_LATER = 1013
+    # The session was logged out or the user deactivated; reconnecting will not help.
+    SESSION_ENDED = 4401
+    TOO_MANY_SOCKETS = 4429
+
+
+class LogLine(TypedDict):
+    """One log line of a job, as `log` frames carry it; `n` grows by one per line of the job."""
+
+    n: int
+    ts: float
+    level: str
+    text: str
+
+
+def job_frame(job_json: str) -> str:
+    """`{"type": "job", "job": ...}` around a job already encoded once."""
+    return f'{{"type":"{EventType.JOB.value}","job":{job_json}}}'
+
+
+def log_frame(job_id: str, line_jsons: list[str]) -> str:
+    """`{"type": "log", "job": id, "lines": [...]}` around lines already encoded once."""
+    return (
+        f'{{"type":"{EventType.LOG.value}","job":{dumps_compact(str(job_id))},'
+        f'"lines":[{",".join(line_jsons)}]}}'
+    )
+
+
+_JOB_FRAME_HEAD = f'{{"type":"{EventType.JOB.value}","job":'
+
+
+def frame_job(frame: str) -> str:
+    """The job JSON inside a frame job_frame() made, without decoding it."""
+    if not frame.startswith(_JOB_FRAME_HEAD) or not frame.endswith("}"):
+        raise ValueError("Not a job frame.")
+    return frame[len(_JOB_FRAME_HEAD) : -1]
+
+
+def snapshot_frame(job_jsons: list[str]) -> str:
+    """`{"type": "snapshot", "jobs": [...]}` around jobs already encoded once."""
+    return f'{{"type":"{EventType.SNAPSHOT.value}","jobs":[{",".join(job_jsons)}]}}'
+
+
+def error_frame(code: ErrorCode, detail: str) -> str:
+    return dumps_compact({"type": EventType.ERROR.value, "error": code.value, "detail": detail})
+
+
+# What a socket (or the SSE stream standing in for one) is told before the server
+# closes it, where a client can act on it.
+_END_REASONS = {
+    CloseCode.TOO_MANY_SOCKETS: (ErrorCode.TOO_MANY_SOCKETS, "Too many open tabs."),
+    CloseCode.SESSION_ENDED: (ErrorCode.SESSION_ENDED, "You were signed out; log in again."),
+    CloseCode.TRY_AGAIN_LATER: (ErrorCode.UNAVAILABLE, "Live updates are briefly unavailable."),
+}
+
+
+def end_frame(code: CloseCode) -> str | None:
+    """The error frame sent before closing with `code`; None where the client needs none."""
+    reason = _END_REASONS.get(code)
+    return None if reason is None else error_frame(*reason)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientFrame:
+    """A frame a client sent, parsed and checked."""
+
+    action: Action
+    job: str
+
+
+class FrameError(Exception):
+    """A client frame the server cannot take; the socket stays open unless close_code is set."""
+
+    def __init__(self, code: ErrorCode, detail: str, close_code: CloseCode | None = None) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.close_code = close_code
+
+
+def parse_client_frame(text: str | None, data: bytes | None, max_bytes: int) -> ClientFrame:
+    """Parses one client frame, raising FrameError for anything the protocol does not allow."""
+    if text is None:
+        if data is not None and len(data) > max_bytes:
+            raise FrameError(ErrorCode.BAD_FRAME, "Frame too large.", CloseCode.MESSAGE_TOO_BIG)
+        raise FrameError(ErrorCode.BAD_FRAME, "Binary frames are not supported; send JSON text.")
+    if len(text.encode()) > max_bytes:
+        raise FrameError(
+            ErrorCode.BAD_FRAME, f"Frame over {max_bytes} bytes.", CloseCode.MESSAGE_TOO_BIG
+        )
+    try:
+        payload = json.loads(text)
+    except (ValueError, RecursionError):
+        raise FrameError(ErrorCode.BAD_JSON, "The frame is not valid JSON.") from None
+    if not isinstance(payload, dict):
+        raise FrameError(ErrorCode.BAD_FRAME, "The frame must be a JSON object.")
+    try:
+        action = Action(str(payload.get("action")))
+    except ValueError:
+        names = ", ".join(a.value for a in Action)
+        raise FrameError(ErrorCode.UNKNOWN_ACTION, f"Unknown action; use one of {names}.") from None
+    job = payload.get("job")
+    if not isinstance(job, str):
+        raise FrameError(ErrorCode.BAD_FRAME, 'The frame needs "job": a job id.')
+    return ClientFrame(action=action, job=job)
+
+
+def parse_job_id(value: object) -> uuid.UUID | None:
+    """A job id from client input, or None when it cannot be one."""
+    if isinstance(value, uuid.UUID):
+        return value
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
