@@ -78,7 +78,7 @@ from bench.stack import (  # noqa: E402
     uvicorn_argv,
     wait_serving,
 )
-from tests.support import PYTHON, RedisServer, Service, free_port, login  # noqa: E402
+from devstack.processes import PYTHON, RedisServer, Service, free_port, login  # noqa: E402
 
 CONCURRENCY = 50
 

@@ -76,7 +76,7 @@ from bench.stack import (  # noqa: E402
     uvicorn_argv,
     wait_serving,
 )
-from tests.support import (  # noqa: E402
+from devstack.processes import (  # noqa: E402
     PYTHON,
     RedisServer,
     Service,

@@ -105,7 +105,7 @@ from bench.stack import (  # noqa: E402
     uvicorn_argv,
     wait_serving,
 )
-from tests.support import RedisServer, Service, free_port, login  # noqa: E402
+from devstack.processes import RedisServer, Service, free_port, login  # noqa: E402
 
 TARGET_SOCKETS = 10_000
 TARGET_KIB = 40.0

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from bench.harness import log
-from tests.support import PYTHON, RedisServer, Service, manage, test_env, wait_for
+from devstack.processes import PYTHON, RedisServer, Service, manage, test_env, wait_for
 
 PASSWORD = "a-long-bench-password"
 SECRET_KEY = "bench-secret-key-not-for-production"

@@ -60,7 +60,7 @@ from bench.stack import (  # noqa: E402
     setup_django,
     start_redis,
 )
-from tests.support import RedisServer, wait_for  # noqa: E402
+from devstack.processes import RedisServer, wait_for  # noqa: E402
 
 TARGET_NS = 1000.0
 MEMBER = "bench-member"

@@ -1,0 +1,1 @@
+"""What tests and benchmarks share to run the service on real processes. Development only."""
