@@ -10,11 +10,9 @@ from django.urls import NoReverseMatch, reverse
 from progress.core import reads, registry
 from progress.exceptions import JobNotFound
 from progress.models import Job
+from progress.web.views import WS_PATH, live_urls, url_template
 
 register = template.Library()
-
-# A placeholder the widget's JS replaces with a job id to build URLs.
-_ID = "00000000-0000-0000-0000-000000000000"
 
 
 @register.inclusion_tag("progress/bar.html", takes_context=True)
@@ -40,11 +38,10 @@ def progress_bar(context: template.Context, job: Job | str, cancel: bool = True)
         "state": state,
         "title": registry.title_of(found.task),
         "percent": state["percent"] if state["percent"] is not None else "",
-        "ws_url": "/ws/progress/",
-        "job_url": reverse("progress:job", args=[_ID]).replace(_ID, "{id}"),
-        "cancel_url": (
-            reverse("progress:api-job-cancel", args=[_ID]).replace(_ID, "{id}") if cancel else ""
-        ),
+        "ws_url": WS_PATH,
+        "live_urls": live_urls(),
+        "job_url": url_template("progress:job"),
+        "cancel_url": url_template("progress:api-job-cancel") if cancel else "",
         "initial_id": f"progress-initial-{found.pk}",
     }
 
@@ -63,8 +60,8 @@ def progress_tray(context: template.Context) -> dict[str, Any]:
         history_url = ""
     return {
         "show": True,
-        "ws_url": "/ws/progress/",
-        "job_url": reverse("progress:job", args=[_ID]).replace(_ID, "{id}"),
+        "live_urls": live_urls(),
+        "job_url": url_template("progress:job"),
         "dashboard_url": reverse("progress:dashboard"),
         "history_url": history_url,
         "titles": registry.titles(),

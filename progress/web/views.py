@@ -34,13 +34,32 @@ HISTORY_PAGE_SIZE = 25
 HISTORY_STATES = (State.SUCCESS, State.FAILURE, State.REVOKED)
 
 
+# Channels routes cannot be reversed: progress/routing.py's path of the consumer.
+WS_PATH = "/ws/progress/"
+
+
+def url_template(name: str) -> str:
+    """The path of the job URL `name`, with "{id}" where the page's JS puts a job id."""
+    return reverse(name, args=[_ID]).replace(_ID, "{id}")
+
+
+def live_urls() -> dict[str, str]:
+    """Where a page's one live connection goes: progress/live_urls.html sets them as the
+    data-progress-*-url attributes client.js requires (the socket, then the fallback's)."""
+    return {
+        "ws": WS_PATH,
+        "events": reverse("progress:api-events"),
+        "job_events": url_template("progress:api-job-events"),
+        "cancel": url_template("progress:api-job-cancel"),
+    }
+
+
 def _urls() -> dict[str, str]:
     return {
-        "ws_url": "/ws/progress/",
         "jobs_url": reverse("progress:api-jobs"),
-        "job_url": reverse("progress:job", args=[_ID]).replace(_ID, "{id}"),
-        "cancel_url": reverse("progress:api-job-cancel", args=[_ID]).replace(_ID, "{id}"),
-        "retry_url": reverse("progress:api-job-retry", args=[_ID]).replace(_ID, "{id}"),
+        "job_url": url_template("progress:job"),
+        "cancel_url": url_template("progress:api-job-cancel"),
+        "retry_url": url_template("progress:api-job-retry"),
     }
 
 
@@ -53,6 +72,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             for s in specs
         ],
         "task_titles": {s.name: s.title for s in specs},
+        "live_urls": live_urls(),
         **_urls(),
     }
     return render(request, "progress/dashboard.html", context)
@@ -73,6 +93,7 @@ def job_page(request: HttpRequest, job_id: str) -> HttpResponse:
         # A group job's parts, each with a bar of its own.
         "parts": [json.loads(part) for part in reads.parts_of(job)],
         "parent_title": registry.title_of(job.parent.task) if job.parent else "",
+        "live_urls": live_urls(),
         **urls,
         "cancel_url": urls["cancel_url"].replace("{id}", str(job.pk)),
         "retry_url": urls["retry_url"].replace("{id}", str(job.pk)),

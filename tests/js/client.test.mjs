@@ -1,7 +1,7 @@
 import { afterEach, test } from "node:test";
 import assert from "node:assert/strict";
 import { _reset, cancel, watch, watchUser } from "../../progress/static/progress/client.js";
-import { fakeConnection } from "./fakes.mjs";
+import { URLS, fakeConnection } from "./fakes.mjs";
 
 const { sockets, timers, options, clear } = fakeConnection();
 
@@ -234,22 +234,46 @@ test("cancel goes through the shared socket and says false while it is not conne
   assert.deepEqual(sockets[0].sent.at(-1), { action: "cancel", job: "a" });
 });
 
-test("the ws URL comes from options, else the page's data-progress-ws-url, else /ws/progress/", () => {
-  const https = { ...options, location: { protocol: "https:", host: "example.com" } };
-  watch("a", {}, { ...https, url: "/other/ws/" });
-  assert.equal(sockets.at(-1).url, "wss://example.com/other/ws/");
+// A page whose elements carry `attributes` (name -> value), as the templates set them.
+function withPage(attributes, fn) {
   globalThis.document = {
-    querySelector: (selector) => (selector === "[data-progress-ws-url]" ? { getAttribute: () => "/page/ws/" } : null),
+    querySelector: (selector) => {
+      const name = selector.slice(1, -1);
+      return Object.hasOwn(attributes, name) ? { getAttribute: () => attributes[name] } : null;
+    },
   };
   try {
-    watch("a", {}, https);
+    return fn();
   } finally {
     delete globalThis.document;
   }
+}
+
+test("the ws URL comes from options, else the page's data-progress-ws-url, the scheme following the page", () => {
+  const { url, ...https } = { ...options, location: { protocol: "https:", host: "example.com" } };
+  watch("a", {}, { ...https, url: "/other/ws/" });
+  assert.equal(sockets.at(-1).url, "wss://example.com/other/ws/");
+  withPage({ "data-progress-ws-url": "/page/ws/" }, () => watch("a", {}, https));
   assert.equal(sockets.at(-1).url, "wss://example.com/page/ws/");
-  watch("a", {}, https);
-  assert.equal(sockets.at(-1).url, "wss://example.com/ws/progress/");
+  withPage({ "data-progress-ws-url": "/page/ws/" }, () => watch("a", {}, { ...https, url: "ws://elsewhere/ws/" }));
+  assert.equal(sockets.at(-1).url, "ws://elsewhere/ws/", "a full URL is taken as it is");
   assert.equal(sockets.length, 3, "one socket per URL");
+});
+
+test("a URL neither the options nor the page give is an error naming its attribute, not a guess", () => {
+  for (const [option, attribute] of [
+    ["url", "data-progress-ws-url"],
+    ["eventsUrl", "data-progress-events-url"],
+    ["jobEventsUrl", "data-progress-job-events-url"],
+    ["cancelUrl", "data-progress-cancel-url"],
+  ]) {
+    const { [option]: _, ...rest } = options;
+    assert.throws(() => watch("a", {}, rest), new RegExp(attribute), option);
+    assert.throws(() => watchUser({}, rest), new RegExp(attribute), option);
+    withPage({ [attribute]: URLS[option] }, () => watch("a", {}, rest));
+  }
+  assert.equal(sockets.length, 1, "the page's URLs are the same connection's");
+  assert.equal(sockets[0].url, "ws://test/ws/progress/");
 });
 
 test("a watch without a job id is a mistake reported at once", () => {

@@ -45,8 +45,16 @@ export function fakeFetch(calls, status = 202, body = {}) {
   };
 }
 
-// What client.js is given in place of the browser: fake WebSocket, EventSource, fetch and
-// timers, and the page's location. clear() empties the records between tests.
+// The URLs the server gives a page (progress/live_urls.html), as client.js options.
+export const URLS = Object.freeze({
+  url: "/ws/progress/",
+  eventsUrl: "/api/events/",
+  jobEventsUrl: "/api/jobs/{id}/events/",
+  cancelUrl: "/api/jobs/{id}/cancel/",
+});
+
+// What client.js is given in place of the browser and the page: fake WebSocket, EventSource,
+// fetch and timers, the page's location and its URLs. clear() empties the records between tests.
 export function fakeConnection() {
   const sockets = [];
   const sources = [];
@@ -60,6 +68,7 @@ export function fakeConnection() {
     unschedule: () => {},
     random: () => 0.5,
     location: { protocol: "http:", host: "test" },
+    ...URLS,
   };
   const clear = () => {
     for (const list of [sockets, sources, timers, fetches]) list.length = 0;

@@ -3,6 +3,7 @@
 import { afterEach, test } from "node:test";
 import assert from "node:assert/strict";
 import { _reset, cancel, watch, watchUser } from "../../progress/static/progress/client.js";
+import { EventStreamSource } from "../../progress/static/progress/fallback.js";
 import { fakeConnection } from "./fakes.mjs";
 
 const { sockets, sources, timers, fetches, options, clear } = fakeConnection();
@@ -196,20 +197,41 @@ test("cancel in fallback posts to the cancel URL with the CSRF token", async () 
   assert.equal(sockets.every((ws) => ws.sent.every((frame) => frame.action !== "cancel")), true);
 });
 
-test("the events URL comes from options, else the page's data-progress-events-url, else /api/events/", () => {
-  watchUser({}, { ...options, url: "/one/", eventsUrl: "/custom/events/" });
-  blockWebSockets();
-  assert.equal(sources.at(-1).url, "/custom/events/");
-  globalThis.document = {
-    querySelector: (selector) => (selector === "[data-progress-events-url]" ? { getAttribute: () => "/page/events/" } : null),
-  };
+test("the fallback's URLs come from options, else from the page's data-progress-*-url attributes", async () => {
+  globalThis.document = { cookie: "csrftoken=t" };
   try {
-    watchUser({}, { ...options, url: "/two/" });
+    watch("theirs", {}, { ...options, url: "/one/", eventsUrl: "/o/events/", jobEventsUrl: "/o/{id}/ev/", cancelUrl: "/o/{id}/x/" });
     blockWebSockets();
+    sources.at(-1).receive({ type: "snapshot", jobs: [] });
+    assert.deepEqual(sources.map((source) => source.url), ["/o/events/", "/o/theirs/ev/"]);
+    assert.equal(cancel("theirs"), true);
   } finally {
     delete globalThis.document;
   }
-  assert.equal(sources.at(-1).url, "/page/events/");
+  const page = {
+    "data-progress-events-url": "/p/events/",
+    "data-progress-job-events-url": "/p/{id}/ev/",
+    "data-progress-cancel-url": "/p/{id}/x/",
+  };
+  const { eventsUrl, jobEventsUrl, cancelUrl, ...rest } = options;
+  globalThis.document = {
+    cookie: "csrftoken=t",
+    querySelector: (selector) => {
+      const name = selector.slice(1, -1);
+      return Object.hasOwn(page, name) ? { getAttribute: () => page[name] } : null;
+    },
+  };
+  try {
+    watch("a b", {}, { ...rest, url: "/two/" });
+    blockWebSockets();
+    sources.at(-1).receive({ type: "snapshot", jobs: [] });
+    assert.deepEqual(sources.slice(2).map((source) => source.url), ["/p/events/", "/p/a%20b/ev/"]);
+    assert.equal(cancel("a b"), true);
+  } finally {
+    delete globalThis.document;
+  }
+  await settle();
+  assert.deepEqual(fetches.map((call) => call.url), ["/o/theirs/x/", "/p/a%20b/x/"]);
 });
 
 test("the stream's last frames say what the socket's close would: signed out stops, a limit waits", () => {
@@ -227,4 +249,12 @@ test("the stream's last frames say what the socket's close would: signed out sto
   assert.equal(timers.length, 0, "a reconnect would be refused");
   assert.deepEqual(user.events.statuses.slice(-3), ["reconnecting", "live-sse", "signed-out"]);
   assert.equal(cancel("a"), false);
+});
+
+test("an event stream source is given the server's URLs; it has none of its own", () => {
+  const urls = { jobEventsUrl: "/api/jobs/{id}/events/", cancelUrl: "/api/jobs/{id}/cancel/" };
+  assert.doesNotThrow(() => new EventStreamSource("/api/events/", urls));
+  assert.throws(() => new EventStreamSource("", urls), /needs url/);
+  assert.throws(() => new EventStreamSource("/api/events/", { ...urls, jobEventsUrl: undefined }), /needs jobEventsUrl/);
+  assert.throws(() => new EventStreamSource("/api/events/", { ...urls, cancelUrl: "" }), /needs cancelUrl/);
 });

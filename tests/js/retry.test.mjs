@@ -1,12 +1,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { RETRYABLE_STATES, STATES, canRetry } from "../../progress/static/progress/jobs.js";
+import { RETRYABLE_STATES, canRetry } from "../../progress/static/progress/jobs.js";
+import { State } from "../../progress/static/progress/protocol.js";
 import { retryJob } from "../../progress/static/progress/api.js";
 
 const job = (state, extra = {}) => ({ id: "j1", seq: 3, state, created: "2026-12-03T10:00:00Z", ...extra });
 
 test("only a failed or cancelled job that is not a part of a group offers Retry", () => {
-  const offered = STATES.filter((state) => canRetry(job(state)));
+  const offered = Object.values(State).filter((state) => canRetry(job(state)));
   assert.deepEqual(offered, ["FAILURE", "REVOKED"]);
   assert.deepEqual([...RETRYABLE_STATES], ["FAILURE", "REVOKED"]);
   assert.equal(canRetry(job("FAILURE", { parent: "g1" })), false);

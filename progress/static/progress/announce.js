@@ -1,7 +1,7 @@
 // What the pages' aria-live region reads out: which job updates are news, and how often to speak.
 
 import { taskTitle } from "./format.js";
-import { isFinal } from "./jobs.js";
+import { isFinal, isNewer, State } from "./protocol.js";
 
 // Quarter steps are enough to follow a long job by ear; finer ones would be noise.
 const MILESTONES = Object.freeze([25, 50, 75]);
@@ -10,8 +10,8 @@ const MILESTONES = Object.freeze([25, 50, 75]);
 const MOST_SPOKEN = 3;
 
 const STATE_TEXT = Object.freeze({
-  STARTED: (title) => `${title} started`,
-  RETRY: (title) => `${title} retrying`,
+  [State.STARTED]: (title) => `${title} started`,
+  [State.RETRY]: (title) => `${title} retrying`,
 });
 
 function milestoneOf(percent) {
@@ -74,17 +74,17 @@ export function createAnnouncements({ say, titles = {}, gap = 4000, now = () => 
   };
 
   const remember = (job) => {
-    known.set(job.id, { state: job.state, milestone: milestoneOf(job.percent), seq: job.seq });
+    known.set(job.id, { job, milestone: milestoneOf(job.percent) });
   };
 
   const newsOf = (job, before) => {
     const title = taskTitle(titles, job.task);
-    if (job.state !== before?.state) {
+    if (job.state !== before?.job.state) {
       if (isFinal(job.state)) return { text: `${title} finished: ${job.state}`, final: true };
       if (STATE_TEXT[job.state]) return { text: STATE_TEXT[job.state](title), final: false };
     }
     const milestone = milestoneOf(job.percent);
-    if (job.state === "PROGRESS" && milestone > (before?.milestone ?? 0)) {
+    if (job.state === State.PROGRESS && milestone > (before?.milestone ?? 0)) {
       return { text: `${title} ${milestone}%`, final: false };
     }
     return null;
@@ -98,7 +98,7 @@ export function createAnnouncements({ say, titles = {}, gap = 4000, now = () => 
       if (!job || job.id == null) return;
       const before = known.get(job.id);
       // Callers filter by seq already; this keeps a replayed frame from re-raising news.
-      if (before && typeof before.seq === "number" && typeof job.seq === "number" && job.seq <= before.seq) return;
+      if (!isNewer(before?.job, job)) return;
       const news = newsOf(job, before);
       // Remembered even when silent, so a retry that restarts at 0 % is heard again at 25 %.
       remember(job);

@@ -3,7 +3,8 @@
 
 import { retryJob } from "./api.js";
 import { EtaSmoother } from "./eta.js";
-import { canRetry, isFinal } from "./jobs.js";
+import { canRetry } from "./jobs.js";
+import { isFinal, State } from "./protocol.js";
 import {
   compactJSON,
   downloadPath,
@@ -91,7 +92,7 @@ function updateBar(bar, job, title) {
   bar.setAttribute("aria-label", `${title} progress`);
   let percent = job.percent;
   // A finished job should not keep animating as indeterminate.
-  if (typeof percent !== "number" && isFinal(job.state)) percent = job.state === "SUCCESS" ? 100 : 0;
+  if (typeof percent !== "number" && isFinal(job.state)) percent = job.state === State.SUCCESS ? 100 : 0;
   if (typeof percent === "number" && Number.isFinite(percent)) {
     bar.setAttribute("value", String(Math.min(100, Math.max(0, percent))));
   } else {
@@ -100,7 +101,7 @@ function updateBar(bar, job, title) {
 }
 
 function updateResult(node, job) {
-  const show = job.state === "SUCCESS";
+  const show = job.state === State.SUCCESS;
   const download = show ? downloadPath(job.result) : null;
   const text = show && !download ? compactJSON(job.result) : "";
   node.replaceChildren();
@@ -157,8 +158,8 @@ export function renderJob(
   setText(row, "message", String(job.message ?? ""));
   updateResult(row.querySelector('[data-field="result"]'), job);
 
-  const error = setText(row, "error", job.state === "FAILURE" ? String(job.error || "The job failed.") : "");
-  error.hidden = job.state !== "FAILURE";
+  const error = setText(row, "error", job.state === State.FAILURE ? String(job.error || "The job failed.") : "");
+  error.hidden = job.state !== State.FAILURE;
 
   const cancel = row.querySelector('[data-action="cancel"]');
   cancel.hidden = final;

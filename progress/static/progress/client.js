@@ -1,12 +1,19 @@
 // Public API for other apps: watch one job, or all of the user's jobs, over one shared socket per page.
 
-import { EVENTS_PATH, EventStreamSource } from "./fallback.js";
-import { isFinal } from "./jobs.js";
+import { EventStreamSource } from "./fallback.js";
+import { Action, ErrorCode, isFinal, isNewer } from "./protocol.js";
 import { ProgressSocket, socketUrl } from "./socket.js";
 
-const DEFAULT_PATH = "/ws/progress/";
-const URL_ATTRIBUTE = "data-progress-ws-url";
-const EVENTS_ATTRIBUTE = "data-progress-events-url";
+// The URLs of a page's live connection, option -> the page attribute that gives it otherwise.
+// They are the server's (progress/live_urls.html sets them from reversed URLs), so none has a
+// default here: the WebSocket, the user's event stream, and a job's event stream and cancel
+// ("{id}" stands for the job id), the last two for the fallback.
+const URL_ATTRIBUTES = Object.freeze({
+  url: "data-progress-ws-url",
+  eventsUrl: "data-progress-events-url",
+  jobEventsUrl: "data-progress-job-events-url",
+  cancelUrl: "data-progress-cancel-url",
+});
 // Attempts in a row that end without a snapshot before the page gives up on WebSockets:
 // one can be a blip, two in a row from the start look like a proxy that drops upgrades.
 const FALLBACK_AFTER = 2;
@@ -33,19 +40,22 @@ function pageAttribute(name) {
   return globalThis.document?.querySelector?.(`[${name}]`)?.getAttribute(name);
 }
 
-function wsPath(options) {
-  return options.url || pageAttribute(URL_ATTRIBUTE) || DEFAULT_PATH;
+// Each from `options`, else from the first element of the page that has its attribute.
+function connectionUrls(options) {
+  const urls = {};
+  for (const [option, attribute] of Object.entries(URL_ATTRIBUTES)) {
+    const value = options[option] || pageAttribute(attribute);
+    if (!value) throw new Error(`progress: no ${option}; pass options.${option} or put ${attribute} on the page`);
+    urls[option] = value;
+  }
+  return urls;
 }
 
-function eventsPath(options) {
-  return options.eventsUrl || pageAttribute(EVENTS_ATTRIBUTE) || EVENTS_PATH;
-}
-
-// Each watch has its own seq rule too: one that joins late is handed the stored
+// Each watch applies the seq rule too: one that joins late is handed the stored
 // state, which the shared store would not let through a second time.
 function newer(seen, job) {
-  if (seen.has(job.id) && !(job.seq > seen.get(job.id))) return false;
-  seen.set(job.id, job.seq);
+  if (!isNewer(seen.get(job.id), job)) return false;
+  seen.set(job.id, job);
   return true;
 }
 
@@ -58,6 +68,7 @@ class Connection {
   #requests = [];
   #snapshotted = false;
 
+  // `url`: the WebSocket's, in full; `options` has the fallback's from connectionUrls().
   constructor(url, options) {
     this.url = url;
     const EventSource = options.EventSource ?? globalThis.EventSource;
@@ -81,7 +92,7 @@ class Connection {
 
   // For the rest of the page's life: WebSockets that never opened here are not expected to.
   #fallBack(EventSource, options) {
-    const source = new EventStreamSource(eventsPath(options), {
+    const source = new EventStreamSource(options.eventsUrl, {
       store: this.socket.store,
       EventSource,
       fetch: options.fetch,
@@ -124,7 +135,7 @@ class Connection {
 
   #sent(text) {
     const { action, job } = JSON.parse(text);
-    if (action !== "subscribe" && action !== "unsubscribe") return;
+    if (action !== Action.SUBSCRIBE && action !== Action.UNSUBSCRIBE) return;
     this.#prune();
     this.#requests.push({ action, job });
   }
@@ -135,11 +146,11 @@ class Connection {
   }
 
   #error(frame) {
-    if (frame.error !== "not_found") return;
+    if (frame.error !== ErrorCode.NOT_FOUND) return;
     this.#prune();
     const request = this.#requests.shift();
     // An unsubscribe of a job never seen answers not_found too; nobody is waiting on it.
-    if (request?.action !== "subscribe") return;
+    if (request?.action !== Action.SUBSCRIBE) return;
     for (const watch of [...(this.jobWatches.get(request.job) ?? [])]) watch.error(frame);
   }
 
@@ -224,10 +235,11 @@ class Connection {
 }
 
 function connectionFor(options) {
-  const url = socketUrl(wsPath(options), options.location ?? globalThis.location);
+  const urls = connectionUrls(options);
+  const url = socketUrl(urls.url, options.location ?? globalThis.location);
   let connection = connections.get(url);
   if (!connection) {
-    connection = new Connection(url, options);
+    connection = new Connection(url, { ...options, ...urls });
     connections.set(url, connection);
   }
   return connection;

@@ -8,7 +8,7 @@ import { taskTitle } from "./format.js";
 import { createAnnouncer, readJSON, showStatus, wireCancel } from "./page.js";
 
 function start(root) {
-  const { wsUrl, jobsUrl, jobUrl, cancelUrl, retryUrl } = root.dataset;
+  const { jobsUrl, jobUrl, cancelUrl, retryUrl } = root.dataset;
   const titles = readJSON("progress-task-titles") ?? {};
   const list = root.querySelector("[data-job-list]");
   const empty = root.querySelector("[data-empty]");
@@ -28,21 +28,19 @@ function start(root) {
     announcer.job(job);
   };
 
-  // The page's one socket, shared with the tray (client.js): every state of the user's jobs.
-  watchUser(
-    {
-      onStatus: (status) => showStatus(connection, status),
-      onSnapshot: (jobs) => {
-        // Jobs already finished when the page opened are history, not news.
-        if (!seeded) announcer.seed(jobs);
-        seeded = true;
-        jobs.forEach(show);
-        if (empty) empty.hidden = store.size > 0;
-      },
-      onJob: show,
+  // The page's one socket, shared with the tray (client.js, at the page's data-progress-*-url):
+  // every state of the user's jobs.
+  watchUser({
+    onStatus: (status) => showStatus(connection, status),
+    onSnapshot: (jobs) => {
+      // Jobs already finished when the page opened are history, not news.
+      if (!seeded) announcer.seed(jobs);
+      seeded = true;
+      jobs.forEach(show);
+      if (empty) empty.hidden = store.size > 0;
     },
-    { url: wsUrl },
-  );
+    onJob: show,
+  });
 
   for (const form of root.querySelectorAll("form[data-launch]")) {
     wireLaunchForm(form, {

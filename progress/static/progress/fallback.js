@@ -3,12 +3,9 @@
 import { postJSON } from "./api.js";
 import { Retrier } from "./backoff.js";
 import { fillUrl } from "./format.js";
-import { isFinal, JobStore } from "./jobs.js";
+import { JobStore } from "./jobs.js";
+import { ErrorCode, EventType, isFinal } from "./protocol.js";
 import { parseFrame } from "./socket.js";
-
-export const EVENTS_PATH = "/api/events/";
-export const JOB_EVENTS_PATH = "/api/jobs/{id}/events/";
-export const CANCEL_PATH = "/api/jobs/{id}/cancel/";
 
 // EventSource.CLOSED: the browser gave up on the stream (an error status), so it will not retry.
 const CLOSED = 2;
@@ -20,6 +17,8 @@ const noop = () => {};
 // The user's stream carries the socket's frames; a job it never shows (another user's, for
 // staff, or an old finished one) gets the contract's per-job stream, which ends with the job.
 // Log frames exist only on the WebSocket: in fallback a job page shows no live log.
+// `url` is the user's stream; `jobEventsUrl` and `cancelUrl` have "{id}" for the job id. All
+// three are the server's (client.js has them from the page), so none has a default.
 export class EventStreamSource {
   #url;
   #jobUrl;
@@ -37,9 +36,13 @@ export class EventStreamSource {
   #status;
 
   constructor(url, options = {}) {
+    const urls = { url, jobEventsUrl: options.jobEventsUrl, cancelUrl: options.cancelUrl };
+    for (const [name, value] of Object.entries(urls)) {
+      if (typeof value !== "string" || value === "") throw new TypeError(`EventStreamSource needs ${name}`);
+    }
     this.#url = url;
-    this.#jobUrl = options.jobEventsUrl ?? JOB_EVENTS_PATH;
-    this.#cancelUrl = options.cancelUrl ?? CANCEL_PATH;
+    this.#jobUrl = options.jobEventsUrl;
+    this.#cancelUrl = options.cancelUrl;
     this.store = options.store ?? new JobStore();
     this.#EventSource = options.EventSource ?? globalThis.EventSource;
     this.#fetch = options.fetch;
@@ -118,7 +121,7 @@ export class EventStreamSource {
   #receive(data, aloneId) {
     const frame = parseFrame(data);
     if (!frame) return;
-    if (frame.type === "snapshot" && aloneId === null) {
+    if (frame.type === EventType.SNAPSHOT && aloneId === null) {
       const jobs = Array.isArray(frame.jobs) ? frame.jobs : [];
       for (const job of jobs) if (typeof job?.id === "string") this.#mine.add(job.id);
       const accepted = this.store.applySnapshot(jobs);
@@ -127,9 +130,9 @@ export class EventStreamSource {
       this.#setStatus("live-sse");
       this.#on.snapshot(accepted);
       for (const id of this.#subscriptions) this.#watchAlone(id);
-    } else if (frame.type === "error" && aloneId === null) {
+    } else if (frame.type === EventType.ERROR && aloneId === null) {
       this.#ended(frame.error);
-    } else if (frame.type === "job" && frame.job && typeof frame.job === "object") {
+    } else if (frame.type === EventType.JOB && frame.job && typeof frame.job === "object") {
       const job = frame.job;
       if (aloneId === null && typeof job.id === "string") this.#mine.add(job.id);
       if (this.store.apply(job)) this.#on.job(job);
@@ -144,13 +147,13 @@ export class EventStreamSource {
     const source = this.#user;
     this.#user = null;
     source?.close();
-    if (error === "session_ended") {
+    if (error === ErrorCode.SESSION_ENDED) {
       this.close();
       this.#setStatus("signed-out");
       return;
     }
     this.#setStatus("reconnecting");
-    this.#retry(error === "too_many_sockets");
+    this.#retry(error === ErrorCode.TOO_MANY_SOCKETS);
   }
 
   #userError(source) {
@@ -189,7 +192,7 @@ export class EventStreamSource {
       if (this.#alone.get(id) !== source || source.readyState !== CLOSED) return;
       this.#closeAlone(id);
       // The error status is unreadable here; a 404, the usual one, is what the socket would say.
-      if (!heard) this.#on.jobError(id, { type: "error", error: "not_found", detail: "No such job." });
+      if (!heard) this.#on.jobError(id, { type: EventType.ERROR, error: ErrorCode.NOT_FOUND, detail: "No such job." });
     };
   }
 

@@ -9,7 +9,7 @@ import { fillUrl } from "./format.js";
 import { startParts } from "./parts.js";
 
 function start(root) {
-  const { jobId, wsUrl, cancelUrl, retryUrl, jobUrl, title } = root.dataset;
+  const { jobId, cancelUrl, retryUrl, jobUrl, title } = root.dataset;
   const list = root.querySelector("[data-job-list]");
   const connection = root.querySelector("[data-connection]");
   const store = new JobStore();
@@ -32,28 +32,25 @@ function start(root) {
     show(initial);
   }
 
-  // The page's one socket, shared with the tray and any widget (client.js).
-  watch(
-    jobId,
-    {
-      // Stays subscribed after the end: the last log lines may follow the final state.
-      keepAfterFinish: true,
-      onStatus: (status) => showStatus(connection, status),
-      onUpdate: show,
-      onLog: (frame) => {
-        if (!logList) return;
-        renderLog(logList, logs, logs.apply(frame.lines));
-        if (logEmpty) logEmpty.hidden = logs.size > 0;
-      },
-      onError: () => showStatus(connection, "unavailable"),
+  // The page's one socket, shared with the tray and any widget (client.js, at the page's
+  // data-progress-*-url).
+  watch(jobId, {
+    // Stays subscribed after the end: the last log lines may follow the final state.
+    keepAfterFinish: true,
+    onStatus: (status) => showStatus(connection, status),
+    onUpdate: show,
+    onLog: (frame) => {
+      if (!logList) return;
+      renderLog(logList, logs, logs.apply(frame.lines));
+      if (logEmpty) logEmpty.hidden = logs.size > 0;
     },
-    { url: wsUrl },
-  );
+    onError: () => showStatus(connection, "unavailable"),
+  });
   const parts = root.querySelector("[data-parts]");
   if (parts) {
     // Parts run other tasks than the group's; the tray knows every title.
     const partTitles = { ...(readJSON("progress-tray-titles") ?? {}), ...titles };
-    startParts(parts, readJSON("progress-job-parts") ?? [], { groupId: jobId, titles: partTitles, jobUrl, wsUrl });
+    startParts(parts, readJSON("progress-job-parts") ?? [], { groupId: jobId, titles: partTitles, jobUrl });
   }
   wireCancel(list, cancelUrl);
   // The new job has a page of its own, which follows it live.

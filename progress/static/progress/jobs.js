@@ -1,13 +1,8 @@
-// Job store: the newest known state per job, enforcing the per-job `seq` ordering rule.
+// Job store: the newest known state per job, by the protocol's seq rule (protocol.js).
 
-export const STATES = Object.freeze(["PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED"]);
-export const FINAL_STATES = Object.freeze(["SUCCESS", "FAILURE", "REVOKED"]);
+import { isNewer, State } from "./protocol.js";
 
-export function isFinal(state) {
-  return FINAL_STATES.includes(state);
-}
-
-export const RETRYABLE_STATES = Object.freeze(["FAILURE", "REVOKED"]);
+export const RETRYABLE_STATES = Object.freeze([State.FAILURE, State.REVOKED]);
 
 // A part of a group job is run by its group, never on its own.
 export function canRetry(job) {
@@ -23,12 +18,10 @@ function createdAt(job) {
 export class JobStore {
   #jobs = new Map();
 
-  // Messages can arrive out of order (snapshot racing live frames, reconnects),
-  // so only a strictly higher seq may replace what we already show.
+  // Whether `job` was news: only a newer state replaces the one held (isNewer).
   apply(job) {
     if (!job || typeof job.id !== "string" || job.id === "") return false;
-    const known = this.#jobs.get(job.id);
-    if (known && !(job.seq > known.seq)) return false;
+    if (!isNewer(this.#jobs.get(job.id), job)) return false;
     this.#jobs.set(job.id, job);
     return true;
   }

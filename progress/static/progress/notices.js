@@ -1,6 +1,6 @@
 // Finished-job notices: which final states are news, how often to speak, and where.
 
-import { isFinal } from "./jobs.js";
+import { isFinal } from "./protocol.js";
 
 // Decides which final states are news: not the ones already final when the
 // page opened, but every one reached while it was open, a reconnect included.

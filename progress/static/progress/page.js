@@ -3,7 +3,7 @@
 import { postJSON } from "./api.js";
 import { createAnnouncements } from "./announce.js";
 import { fillUrl } from "./format.js";
-import { isFinal } from "./jobs.js";
+import { isFinal } from "./protocol.js";
 
 const STATUS_TEXT = {
   connecting: "connecting…",

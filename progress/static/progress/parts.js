@@ -6,7 +6,7 @@ import { watch, watchUser } from "./client.js";
 
 // Shows the parts embedded in the page and any that start later (a group's task records
 // its parts once a worker runs it), each followed on the page's one socket.
-export function startParts(section, embedded, { groupId, titles = {}, jobUrl = "", wsUrl } = {}) {
+export function startParts(section, embedded, { groupId, titles = {}, jobUrl = "" } = {}) {
   const container = section.querySelector("[data-job-parts]");
   const count = section.querySelector("[data-parts-count]");
   const store = new JobStore();
@@ -25,10 +25,10 @@ export function startParts(section, embedded, { groupId, titles = {}, jobUrl = "
     if (!watched.has(job.id)) {
       // Subscribed one by one: staff may watch a group that is not their own.
       watched.add(job.id);
-      watch(job.id, { onUpdate: show }, { url: wsUrl });
+      watch(job.id, { onUpdate: show });
     }
   };
   embedded.forEach(show);
-  watchUser({ onSnapshot: (jobs) => jobs.forEach(show), onJob: show }, { url: wsUrl });
+  watchUser({ onSnapshot: (jobs) => jobs.forEach(show), onJob: show });
   return store;
 }

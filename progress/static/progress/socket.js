@@ -2,14 +2,12 @@
 
 import { JobStore } from "./jobs.js";
 import { Retrier } from "./backoff.js";
+import { Action, CloseCode, EventType } from "./protocol.js";
 
-const TOO_MANY_SOCKETS = 4429;
-// The session was logged out or the user deactivated: a reconnect would be refused.
-const SESSION_ENDED = 4401;
+// The client's own close, when the page needs the socket no more.
 const NORMAL_CLOSE = 1000;
 // The server itself said "later": WebSockets get through, so these never count towards falling back.
-const TRY_AGAIN_LATER = 1013;
-const SERVER_REFUSALS = new Set([TOO_MANY_SOCKETS, TRY_AGAIN_LATER]);
+const SERVER_REFUSALS = new Set([CloseCode.TOO_MANY_SOCKETS, CloseCode.TRY_AGAIN_LATER]);
 const noop = () => {};
 
 // A server frame as an object, or null for anything else: frames are untrusted input.
@@ -99,12 +97,12 @@ export class ProgressSocket {
   // Remembered so they can be re-sent after every reconnect.
   subscribe(id) {
     this.#subscriptions.add(id);
-    this.#send({ action: "subscribe", job: id });
+    this.#send({ action: Action.SUBSCRIBE, job: id });
   }
 
   unsubscribe(id) {
     if (!this.#subscriptions.delete(id)) return;
-    this.#send({ action: "unsubscribe", job: id });
+    this.#send({ action: Action.UNSUBSCRIBE, job: id });
   }
 
   isSubscribed(id) {
@@ -112,7 +110,7 @@ export class ProgressSocket {
   }
 
   cancel(id) {
-    return this.#send({ action: "cancel", job: id });
+    return this.#send({ action: Action.CANCEL, job: id });
   }
 
   close() {
@@ -140,13 +138,13 @@ export class ProgressSocket {
   #opened(ws) {
     if (ws !== this.#ws) return;
     this.#open = true;
-    for (const id of this.#subscriptions) this.#send({ action: "subscribe", job: id });
+    for (const id of this.#subscriptions) this.#send({ action: Action.SUBSCRIBE, job: id });
   }
 
   #receive(data) {
     const frame = parseFrame(data);
     if (!frame) return;
-    if (frame.type === "snapshot") {
+    if (frame.type === EventType.SNAPSHOT) {
       const accepted = this.store.applySnapshot(frame.jobs);
       // Only a connection that delivered data counts as healthy; one that
       // opens and drops straight away keeps growing the delay.
@@ -155,11 +153,11 @@ export class ProgressSocket {
       this.#snapshotted = true;
       this.#setStatus("live");
       this.#on.snapshot(accepted);
-    } else if (frame.type === "job") {
+    } else if (frame.type === EventType.JOB) {
       if (this.store.apply(frame.job)) this.#on.job(frame.job);
-    } else if (frame.type === "log") {
+    } else if (frame.type === EventType.LOG) {
       if (typeof frame.job === "string" && Array.isArray(frame.lines)) this.#on.log(frame);
-    } else if (frame.type === "error") {
+    } else if (frame.type === EventType.ERROR) {
       this.#on.error(frame);
     }
   }
@@ -169,7 +167,8 @@ export class ProgressSocket {
     this.#ws = null;
     this.#open = false;
     if (this.#closed) return;
-    if (event?.code === SESSION_ENDED) {
+    // The session was logged out or the user deactivated: a reconnect would be refused.
+    if (event?.code === CloseCode.SESSION_ENDED) {
       this.#closed = true;
       this.#setStatus("signed-out");
       return;
@@ -190,6 +189,6 @@ export class ProgressSocket {
   }
 
   #retry(code) {
-    this.#retrier.later(() => this.#closed || this.connect(), { longest: code === TOO_MANY_SOCKETS });
+    this.#retrier.later(() => this.#closed || this.connect(), { longest: code === CloseCode.TOO_MANY_SOCKETS });
   }
 }

@@ -1,7 +1,8 @@
 // The per-user tray of every page: running and recent jobs, live across tabs, and notices
 // when a job ends (a system notification in a hidden tab the user allowed, a toast otherwise).
 
-import { isFinal, JobStore } from "./jobs.js";
+import { JobStore } from "./jobs.js";
+import { isFinal } from "./protocol.js";
 import { watchUser } from "./client.js";
 import { fillUrl, formatPercent, taskTitle } from "./format.js";
 import { FinishWatch, channelFor, createThrottle } from "./notices.js";
@@ -27,7 +28,7 @@ function item(doc, job, titles, jobUrl) {
 
 function start(tray) {
   const doc = tray.ownerDocument;
-  const { wsUrl, jobUrl } = tray.dataset;
+  const { jobUrl } = tray.dataset;
   const titles = readJSON(tray.dataset.titles) ?? {};
   const toggle = tray.querySelector("[data-tray-toggle]");
   const panel = tray.querySelector("[data-tray-panel]");
@@ -84,21 +85,19 @@ function start(tray) {
     if (seeded && finishes.isNews(job)) tell(job);
   };
 
-  watchUser(
-    {
-      onSnapshot: (jobs) => {
-        if (!seeded) finishes.seed(jobs);
-        jobs.forEach(take);
-        seeded = true;
-        render();
-      },
-      onJob: (job) => {
-        take(job);
-        render();
-      },
+  // At the page's data-progress-*-url, which tray.html sets too.
+  watchUser({
+    onSnapshot: (jobs) => {
+      if (!seeded) finishes.seed(jobs);
+      jobs.forEach(take);
+      seeded = true;
+      render();
     },
-    { url: wsUrl },
-  );
+    onJob: (job) => {
+      take(job);
+      render();
+    },
+  });
 
   const open = (opened) => {
     toggle.setAttribute("aria-expanded", String(opened));

@@ -1,7 +1,7 @@
 // Progress bar widgets: brings each element of the {% progress_bar %} tag to life through client.js.
 
 import { renderJob } from "./bars.js";
-import { isFinal } from "./jobs.js";
+import { isFinal, isNewer } from "./protocol.js";
 import { wireCancel } from "./page.js";
 import { watch } from "./client.js";
 
@@ -34,7 +34,7 @@ function start(widget) {
   const render = (job) => {
     if (!job || job.id !== jobId) return;
     // The embedded state and the socket's first answer are often the same seq.
-    if (shown && !(job.seq > shown.seq)) return;
+    if (!isNewer(shown, job)) return;
     // The server-rendered fallback stays until there is a live row to replace it.
     if (!shown) list.replaceChildren();
     shown = job;
@@ -59,6 +59,7 @@ function start(widget) {
         if (notice) notice.textContent = "Live updates are not available for this job.";
       },
     },
+    // The connection's URLs are the page's (data-progress-*-url); a bar's own data-ws-url wins.
     wsUrl ? { url: wsUrl } : {},
   );
   stops.set(widget, stop);
