@@ -34,11 +34,9 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # Run as a script.
 
-from bench.harness import new_loop  # noqa: E402
+from bench.harness import new_loop
 
 FINAL = {"SUCCESS", "FAILURE", "REVOKED"}
 FINAL_MARKS = (b"SUCCESS", b"FAILURE", b"REVOKED")

@@ -2,13 +2,13 @@
 
 Two commands, each a process of its own so that /proc times them apart:
 
-    python bench/floor.py serve --port 8765 --redis redis://127.0.0.1:6390/0
+    python -m bench.floor serve --port 8765 --redis redis://127.0.0.1:6390/0
         A `websockets` server (no compression, as ours runs without it). A client connects to
         ws://host:port/?channel=<name>; the server SUBSCRIBEs to <name> on Redis while the
         channel has sockets, and forwards each message's text verbatim, in one text frame, to
         every socket of that channel (websockets' broadcast()). No auth, no per-socket state.
 
-    python bench/floor.py publish --redis URL --channel job:<uuid> [--channel ...] -S 200 -R 20
+    python -m bench.floor publish --redis URL --channel job:<uuid> [--channel ...] -S 200 -R 20
         The life of one job per channel, as demo.count's would go: STARTED, S PROGRESS states
         at R per second, then SUCCESS, so S + 2 states with seq 1..S+2. Each is a job frame the
         size of ours (~330 bytes), its `ts` the time.time() just before its PUBLISH. It prints
@@ -34,11 +34,9 @@ import redis
 import redis.asyncio
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # Run as a script.
 
-from bench.harness import new_loop  # noqa: E402
+from bench.harness import new_loop
 
 # The server keeps one subscription at all times, so that its reader has something to read.
 CONTROL = b"floor:control"

@@ -1,31 +1,48 @@
-"""What every benchmark shares: logging, /proc readings, signals, the loop and the report."""
+"""What every bench shares: progress lines, /proc readings, CPU windows, tables, signals, the loop.
+
+Nothing here knows Django or the service: bench/stack.py starts those.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import os
 import platform
 import re
 import resource
 import signal
+import subprocess
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+
+from devstack.processes import ROOT
 
 T = TypeVar("T")
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 STARTED = time.monotonic()
-# An error line in a server's log: uvicorn's "ERROR:    ..." or Django's "<date> <time> ERROR ...".
-ERROR_LINE = re.compile(r"^(?:ERROR:|\S+ \S+ ERROR ).*$", re.MULTILINE)
+# An error line in a server's log: uvicorn's "ERROR:", Django's "<date> <time> ERROR name:",
+# Celery's "[...: ERROR/", or the same at CRITICAL.
+ERROR_LINE = re.compile(
+    r"^(?:(?:ERROR|CRITICAL):|\S+ \S+ (?:ERROR|CRITICAL) |\[[^]]*: (?:ERROR|CRITICAL)/).*$", re.M
+)
 # Set once a signal interrupted the run.
 INTERRUPTED = threading.Event()
 # The measurement running now (run_measurement), for the signal handler to cancel.
 _measuring: asyncio.Task[Any] | None = None
+
+
+def log(message: str) -> None:
+    print(f"[{time.monotonic() - STARTED:6.1f}s] {message}", flush=True)
+
+
+# /proc readings.
 
 
 def _descendants(pid: int) -> list[int]:
@@ -73,13 +90,78 @@ def own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def percentile(values: list[float], q: float) -> float:
+@dataclasses.dataclass
+class CpuMarks:
+    """CPU readings at one instant: named process trees, this process and the whole machine.
+
+    Two marks make a window: what each tree spent in it, what this process spent, and what
+    the rest of the machine did meanwhile (the noise beside the figures).
+    """
+
+    at: float
+    trees: dict[str, float]
+    own: float
+    busy: float
+
+    @classmethod
+    def take(cls, pids: Mapping[str, int]) -> CpuMarks:
+        return cls(
+            at=time.monotonic(),
+            trees={name: cpu_seconds(pid) for name, pid in pids.items()},
+            own=own_cpu_seconds(),
+            busy=machine_busy_seconds(),
+        )
+
+    def spent(self, end: CpuMarks) -> dict[str, float]:
+        """CPU seconds of each tree from this mark to `end`."""
+        return {name: end.trees[name] - before for name, before in self.trees.items()}
+
+    def own_spent(self, end: CpuMarks) -> float:
+        return end.own - self.own
+
+    def others(self, end: CpuMarks) -> float:
+        """CPU seconds of every process neither in the trees nor this one, over the window."""
+        counted = sum(self.spent(end).values()) + self.own_spent(end)
+        return max(0.0, end.busy - self.busy - counted)
+
+
+async def until_quiet(
+    pids: Sequence[int], interval: float, timeout: float, idle_cpu: float = 0.05
+) -> bool:
+    """Waits until the processes spent under `idle_cpu` CPU seconds over one `interval`, so
+    that work still running from a previous step stays out of the next window; False when
+    they were still busy after `timeout`."""
+    deadline = time.monotonic() + timeout
+    before = sum(cpu_seconds(pid) for pid in pids)
+    while True:
+        await asyncio.sleep(interval)
+        now = sum(cpu_seconds(pid) for pid in pids)
+        if now - before < idle_cpu:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        before = now
+
+
+# Figures and tables.
+
+
+def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (nearest rank) of values; NaN when there are none."""
     if not values:
         return math.nan
     ordered = sorted(values)
     rank = max(1, math.ceil(q / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+def median(values: Sequence[float]) -> float:
+    """The median of the values that are not NaN; NaN when there are none."""
+    kept = sorted(v for v in values if not math.isnan(v))
+    if not kept:
+        return math.nan
+    mid = len(kept) // 2
+    return kept[mid] if len(kept) % 2 else (kept[mid - 1] + kept[mid]) / 2
 
 
 def fmt(value: float, digits: int = 1) -> str:
@@ -91,6 +173,46 @@ def ratio(value: float, ref: float) -> str:
     if math.isnan(value) or math.isnan(ref) or not ref:
         return ""
     return f" (x{value / ref:.2f})"
+
+
+def times(value: float, ref: float, digits: int = 1) -> str:
+    """value / ref as "xN" (n/a where it has no meaning), for the summaries after a table."""
+    if math.isnan(value) or math.isnan(ref) or not ref:
+        return "n/a"
+    return f"x{value / ref:.{digits}f}"
+
+
+# A row of figures: its name, the figure of one column, its digits, and whether each column
+# shows it as a ratio of the baseline column too.
+Metric = tuple[str, Callable[[T], float], int, bool]
+# A row of text: its name and the cell of one column.
+TextRow = tuple[str, Callable[[T], str]]
+
+
+def figure_rows(
+    columns: Sequence[T | None], baseline: T | None, metrics: Sequence[Metric[T]]
+) -> list[list[str]]:
+    """Rows of figures, one cell per column (None: a column whose run failed), with ratios
+    against the baseline column, measured in the same run."""
+    rows = []
+    for name, get, digits, relative in metrics:
+        ref = get(baseline) if relative and baseline is not None else math.nan
+        row = [name]
+        for column in columns:
+            if column is None:
+                row.append("failed")
+                continue
+            value = get(column)
+            row.append(fmt(value, digits) + (ratio(value, ref) if column is not baseline else ""))
+        rows.append(row)
+    return rows
+
+
+def text_rows(columns: Sequence[T | None], texts: Sequence[TextRow[T]]) -> list[list[str]]:
+    return [
+        [name, *("failed" if column is None else show(column) for column in columns)]
+        for name, show in texts
+    ]
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -108,12 +230,7 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def median(values: list[float]) -> float:
-    values = sorted(v for v in values if not math.isnan(v))
-    if not values:
-        return math.nan
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+# What ran where.
 
 
 def machine() -> str:
@@ -126,7 +243,26 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}"
 
 
+def code_version() -> str:
+    """The commit the servers ran, and whether the application code had uncommitted changes."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--", "progress", "tasks_site")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" + uncommitted changes in progress/ or tasks_site/" if dirty else "")
+
+
+# The process: its open files, its loop, its signals.
+
+
 def raise_fd_limit(needed: int) -> None:
+    """Raises this process's open-file limit (children inherit it): one fd per socket."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft >= needed:
         return
@@ -146,20 +282,13 @@ def new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def log(message: str) -> None:
-    print(f"[{time.monotonic() - STARTED:6.1f}s] {message}", flush=True)
-
-
-# Ctrl-C, SIGTERM and SIGHUP, for the benches that run their loop a measurement at a time.
-
-
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
     """Ctrl-C, SIGTERM and SIGHUP unwind the run, so every `finally` runs.
 
     Inside a measurement (run_measurement) they cancel its task, so that sockets, threads and
-    the loop wind down in order; elsewhere they raise KeyboardInterrupt. SIGINT is handled here
-    too, since a shell starts background jobs with SIGINT ignored.
+    child processes wind down in order; elsewhere they raise KeyboardInterrupt. SIGINT is
+    handled here too, since a shell starts background jobs with SIGINT ignored.
     """
 
     def handler(signum: int, frame: object) -> None:

@@ -153,6 +153,29 @@ class Service:
         self._file.close()
 
 
+def web_argv(port: int, *flags: str, deflate: bool = False) -> list[str]:
+    """The Procfile's web process on 127.0.0.1:`port` (progress.server, which is uvicorn with
+    the service's shutdown and chores), with its flags; `deflate` turns uvicorn's
+    per-message-deflate back on, `flags` are more uvicorn flags."""
+    return [PYTHON, "-m", "progress.server", "tasks_site.asgi:application",
+            "--host", "127.0.0.1", "--port", str(port), "--lifespan", "off",
+            "--ws-per-message-deflate", "true" if deflate else "false",
+            "--ws-max-size", "65536", *flags]  # fmt: skip
+
+
+def worker_argv(pool: str = "prefork", concurrency: int = 2, *flags: str) -> list[str]:
+    """The Procfile's Celery worker (prefork, 2 children) or another `pool`; `flags` are more
+    celery worker flags."""
+    return [PYTHON, "-m", "celery", "-A", "tasks_site", "worker", "--loglevel", "info",
+            "--pool", pool, "--concurrency", str(concurrency),
+            "--without-mingle", "--without-gossip", *flags]  # fmt: skip
+
+
+def cookie_header(cookies: httpx.Cookies | dict[str, str]) -> str:
+    """The Cookie header a browser would send with these cookies (a WebSocket handshake's)."""
+    return "; ".join(f"{name}={value}" for name, value in cookies.items())
+
+
 def login(base_url: str, username: str, password: str, verify: bool = True) -> httpx.Client:
     """An HTTP client logged in through Django's login form, as a browser would be; `verify`
     False for a test's self-signed certificate."""
