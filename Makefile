@@ -5,11 +5,12 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip --disable-pip-version-check
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: help run test test-scale lint typecheck test-js test-py test-postgres bench bench-servers screenshots clean .system-deps .scale-deps
+.PHONY: help run test test-unit test-scale lint typecheck test-js test-py test-postgres bench bench-servers screenshots clean .system-deps .scale-deps
 
 help:
 	@echo "make run     - install, migrate and serve http://127.0.0.1:$${PORT:-8000} (Ctrl-C stops)"
 	@echo "make test    - install test tools, then lint, type-check and run every test but the scale ones"
+	@echo "make test-unit - the unit tier alone: app-only settings, no Redis, worker or browser (seconds)"
 	@echo "make test-scale - nginx in front, two web and two worker nodes, Sentinel failover"
 	@echo "make bench   - measure the worker side, the fan-out and idle sockets (docs/performance.md)"
 	@echo "make bench-servers - compare uvicorn and daphne for /ws/progress/"
@@ -51,10 +52,15 @@ lint: $(VENV)/.test
 	@echo "==> ruff check and ruff format --check"
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
+	@echo "==> lint-imports: no cycle, web and worker apart, core and protocol below them (pyproject.toml)"
+	@$(VENV)/bin/lint-imports --no-cache --no-logo
+	@echo "==> pylint: no module of progress/, bench/ or devstack/ over 400 lines"
+	@$(VENV)/bin/pylint --disable=all --enable=too-many-lines --max-module-lines=400 \
+		--ignore=migrations --score=n progress bench devstack
 
 typecheck: $(VENV)/.test
 	@echo "==> mypy"
-	@SECRET_KEY=mypy-only $(VENV)/bin/mypy progress tasks_site workers statements
+	@SECRET_KEY=mypy-only $(VENV)/bin/mypy progress tasks_site workers statements devstack tests bench
 
 test-js: .system-deps
 	@echo "==> JavaScript unit tests (node --test)"
@@ -66,9 +72,16 @@ node_modules/.installed: package.json package-lock.json | .system-deps
 	@npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-test-py: $(VENV)/.test .system-deps node_modules/.installed
-	@echo "==> pytest (starts its own Redis, Celery worker, uvicorn and Chromium)"
-	@$(PY) -m pytest -m "not scale"
+# The unit tier: the progress app alone (tests/unit/settings.py), no service at all.
+test-unit: $(VENV)/.test
+	@echo "==> pytest tests/unit (app-only settings; no Redis, Celery, browser or demo project)"
+	@$(PY) -m pytest -q tests/unit --ds=tests.unit.settings
+
+# Then the integration tier (in-process, a private Redis), the system tier (real worker
+# and web processes) and the browser tier (Chromium); the scale tier is make test-scale.
+test-py: test-unit $(VENV)/.test .system-deps node_modules/.installed
+	@echo "==> pytest tests/integration tests/system tests/browser (starts its own Redis, Celery worker, uvicorn and Chromium)"
+	@$(PY) -m pytest -m "not scale" tests/integration tests/system tests/browser
 
 # The in-process suite on PostgreSQL (.ci/run, when a server answers): DATABASE_URL names
 # a database made for this run, and pytest-django makes its test_ copy; both are dropped.
@@ -78,11 +91,11 @@ PG_USER ?= postgres
 PSQL := psql -h $(PG_HOST) -p $(PG_PORT) -U $(PG_USER) -d postgres -qAt -v ON_ERROR_STOP=1
 
 test-postgres: $(VENV)/.test .system-deps node_modules/.installed
-	@echo "==> pytest tests/progress tests/statements on PostgreSQL $(PG_HOST):$(PG_PORT)"
+	@echo "==> pytest tests/integration on PostgreSQL $(PG_HOST):$(PG_PORT)"
 	@db=progress_ci_$$$$; \
 	$(PSQL) -c "CREATE DATABASE $$db" || exit 1; \
 	DATABASE_URL=postgres://$(PG_USER)@$(PG_HOST):$(PG_PORT)/$$db \
-		$(PY) -m pytest -q tests/progress tests/statements; status=$$?; \
+		$(PY) -m pytest -q tests/integration tests/system/test_statements.py; status=$$?; \
 	$(PSQL) -c "DROP DATABASE IF EXISTS test_$$db WITH (FORCE)" \
 		-c "DROP DATABASE IF EXISTS $$db WITH (FORCE)"; \
 	exit $$status
@@ -116,8 +129,9 @@ bench-servers: $(VENV)/.test
 
 screenshots: $(VENV)/.test .system-deps node_modules/.installed
 	@echo "==> Browser tests that take docs/img/*.png (README and docs/ui.md)"
-	@PROGRESS_SCREENSHOTS=docs/img $(PY) -m pytest -q tests/test_browser.py tests/test_group_jobs.py \
-		tests/test_accessibility.py tests/statements/test_browser.py
+	@PROGRESS_SCREENSHOTS=docs/img $(PY) -m pytest -q tests/browser/test_browser.py \
+		tests/system/test_group_jobs.py tests/browser/test_accessibility.py \
+		tests/browser/test_statements_page.py
 
 clean:
 	rm -rf $(VENV) node_modules staticfiles run .pytest_cache .mypy_cache .ruff_cache .hypothesis

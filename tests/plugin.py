@@ -1,7 +1,8 @@
 """A pytest plugin that starts a private Redis before Django reads its settings.
 
 Loaded with `-p tests.plugin`, so its hook wraps pytest-django's set-up: the
-settings then see REDIS_URL pointing at a redis-server on a free port.
+settings then see REDIS_URL pointing at a redis-server on a free port. The unit
+tier (`--ds tests.unit.settings`, make test-unit) starts none.
 """
 
 from __future__ import annotations
@@ -18,10 +19,17 @@ from tests.support import RedisServer
 
 _redis: RedisServer | None = None
 
+# The unit tier's settings: app-only, no services.
+UNIT_SETTINGS = "tests.unit.settings"
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_load_initial_conftests(early_config: Any, parser: Any, args: Any) -> Generator[None]:
     global _redis
+    if getattr(early_config.known_args_namespace, "ds", None) == UNIT_SETTINGS:
+        # The unit tier (make test-unit) runs with no Redis at all.
+        yield
+        return
     workdir = Path(tempfile.mkdtemp(prefix="progress-tests-"))
     _redis = RedisServer(workdir / "redis")
     _redis.start()

@@ -13,10 +13,10 @@ from django.db import transaction
 from progress.conf import progress_settings
 from progress.core import registry
 from progress.core.machine import cancel_parts, commit_state, record_final
+from progress.core.outage import REDIS_UNAVAILABLE
 from progress.core.publisher import get_publisher
 from progress.core.reads import User, current_state, get_visible_job, user_id_of
 from progress.core.registry import LaunchableTask
-from progress.core.store import REDIS_UNAVAILABLE
 from progress.exceptions import (
     InvalidParams,
     NotRetryable,

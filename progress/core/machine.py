@@ -13,9 +13,9 @@ from celery import current_app, signature
 from django.utils import timezone
 
 from progress import signals
+from progress.core.outage import REDIS_UNAVAILABLE
 from progress.core.publisher import get_publisher
 from progress.core.reads import current_state
-from progress.core.store import REDIS_UNAVAILABLE
 from progress.jsonlog import about
 from progress.models import Job
 from progress.protocol.states import (

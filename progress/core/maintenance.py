@@ -11,8 +11,8 @@ from django.utils import timezone
 from progress.conf import progress_settings
 from progress.core import metrics
 from progress.core.machine import record_final, settle
+from progress.core.outage import REDIS_UNAVAILABLE
 from progress.core.publisher import get_publisher
-from progress.core.store import REDIS_UNAVAILABLE
 from progress.jsonlog import about
 from progress.models import Job
 from progress.protocol.states import (

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from channels.layers import get_channel_layer
-from redis.exceptions import RedisError
 
 from progress.conf import progress_settings
 from progress.core import metrics
+from progress.core.leases import Leases
+from progress.core.outage import REDIS_UNAVAILABLE, retry_delay
 from progress.core.store import GroupSum, StateStore
 from progress.jsonlog import about
 from progress.protocol.frames import job_frame, log_frame
@@ -43,10 +44,6 @@ T = TypeVar("T")
 
 # Group sends of different jobs that may be in flight at once.
 SENDS_IN_FLIGHT = 16
-
-
-# Backoff between retries of states Redis could not take: from 0.1 s up to this.
-MAX_RETRY_DELAY = 2.0
 
 
 # A batch of log lines on its way: job id, owner id, lines, and a future done once sent.
@@ -96,8 +93,8 @@ class Publisher:
         self._store: StateStore | None = None
         # Bounds the group sends in flight: redis-py's pool raises past its size.
         self._sending = asyncio.Semaphore(SENDS_IN_FLIGHT)
-        # Jobs this process runs, whose leases it renews (see _renew_leases()).
-        self._leases: set[str] = set()
+        # The leases of the jobs this process runs (progress.core.leases).
+        self.leases = Leases(self)
 
     @property
     def store(self) -> StateStore:
@@ -133,7 +130,7 @@ class Publisher:
         self._log_queue = asyncio.Queue()
         loop.create_task(self._drain())
         loop.create_task(self._drain_logs())
-        loop.create_task(self._renew_leases())
+        loop.create_task(self.leases.renew_forever())
         loop.call_soon(ready.set)
         loop.run_forever()
 
@@ -153,6 +150,10 @@ class Publisher:
     async def acall(self, coro: Coroutine[Any, Any, T]) -> T:
         """Runs a coroutine on the publisher's loop and awaits it from another loop."""
         return await asyncio.wrap_future(self.submit(coro))
+
+    def call_soon(self, callback: Callable[..., None], *args: Any) -> None:
+        """Runs a callback on the publisher's thread, from any thread."""
+        self._ensure_loop().call_soon_threadsafe(callback, *args)
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> None:
         """Runs a callback on the publisher's thread after `delay` seconds."""
@@ -223,35 +224,6 @@ class Publisher:
         assert self._queue is not None
         self._queue.put_nowait(item)
 
-    # Leases: while this process runs a job, a key in Redis says so.
-
-    def hold_lease(self, job_id: str) -> None:
-        """Runs when a task of this process starts a job: renewed until release_lease()."""
-        if not progress_settings.WORKER_LOST_AFTER:
-            return
-        self._ensure_loop().call_soon_threadsafe(self._leases.add, job_id)
-        self.submit(self.store.renew_leases([job_id], progress_settings.WORKER_LOST_AFTER))
-
-    def release_lease(self, job_id: str) -> None:
-        """Runs when the job's task call ends here, however it ended."""
-        if not progress_settings.WORKER_LOST_AFTER:
-            return
-        self._ensure_loop().call_soon_threadsafe(self._leases.discard, job_id)
-        self.submit(self.store.drop_lease(job_id))
-
-    async def _renew_leases(self) -> None:
-        """Runs forever on the loop: renews the leases of running jobs three times per lease."""
-        while True:
-            ttl = float(progress_settings.WORKER_LOST_AFTER)
-            await asyncio.sleep(ttl / 3 if ttl else 5.0)
-            if not ttl or not self._leases:
-                continue
-            assert self._store is not None
-            try:
-                await self._store.renew_leases(list(self._leases), ttl)
-            except Exception as exc:  # Redis restarting: the next round puts them back.
-                logger.warning("Could not renew %d job leases: %r", len(self._leases), exc)
-
     # The drain, on the publisher's loop.
 
     async def _drain(self) -> None:
@@ -261,7 +233,7 @@ class Publisher:
         failures = 0
         while True:
             if retrying:
-                await asyncio.sleep(min(MAX_RETRY_DELAY, 0.1 * 2**failures))
+                await asyncio.sleep(retry_delay(failures))
                 batch = retrying
             else:
                 batch = [await self._queue.get()]
@@ -293,7 +265,7 @@ class Publisher:
                 )
                 for item, numbered in zip(fresh, saved, strict=True):
                     item.numbered = numbered if numbered is not None else await self._refused(item)
-            except _TRANSIENT as exc:
+            except REDIS_UNAVAILABLE as exc:
                 return self._keep(items, exc, "number")
             # Before the parts' states go out, so a part's final state is in its group's sum
             # by the time whoever committed it asks whether the group has ended.
@@ -314,7 +286,7 @@ class Publisher:
         assert self._store is not None
         try:
             sums = await self._store.add_to_groups(parts)
-        except _TRANSIENT as exc:
+        except REDIS_UNAVAILABLE as exc:
             logger.warning("Could not add %d part states to their groups: %r", len(parts), exc)
             return
         newest: dict[str, tuple[JobState, GroupSum]] = {}
@@ -354,7 +326,7 @@ class Publisher:
             try:
                 async with self._sending:
                     await layer.group_send(group, message)
-            except _TRANSIENT as exc:
+            except REDIS_UNAVAILABLE as exc:
                 return self._keep(chain[index:], exc, "send")
             metrics.PUBLISHED_JOB.inc()
             item.resolve(seq)
@@ -382,7 +354,6 @@ class Publisher:
 
 
 # What Redis or the network raise while Redis restarts or is out of reach.
-_TRANSIENT = (RedisError, OSError, asyncio.TimeoutError)
 
 
 def _coalesce(batch: list[_Outgoing]) -> list[_Outgoing]:

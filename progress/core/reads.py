@@ -12,8 +12,9 @@ from django.db.models import QuerySet
 
 from progress import permissions
 from progress.conf import progress_settings
+from progress.core.outage import REDIS_UNAVAILABLE
 from progress.core.publisher import get_publisher
-from progress.core.store import REDIS_UNAVAILABLE, Latest
+from progress.core.store import Latest
 from progress.exceptions import (
     JobNotFound,
 )

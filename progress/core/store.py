@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import logging
 import time
 import uuid
@@ -12,7 +11,7 @@ from typing import Any, NamedTuple
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError, NoScriptError, RedisError, TimeoutError
+from redis.exceptions import ConnectionError, NoScriptError, TimeoutError
 
 from progress.conf import progress_settings
 from progress.core.keys import (
@@ -41,10 +40,6 @@ from progress.core.sentinel import sentinel_pool
 from progress.protocol.states import JobState
 
 logger = logging.getLogger(__name__)
-
-# What a call to Redis raises while Redis is away (restarting, failing over, out of
-# reach): the one definition callers catch to fall back or retry.
-REDIS_UNAVAILABLE: tuple[type[BaseException], ...] = (RedisError, OSError, builtins.TimeoutError)
 
 
 class GroupSum(NamedTuple):

@@ -74,6 +74,25 @@ def _number(value: float | None) -> float | int | None:
     return value
 
 
+class NewestSeqs(dict[str, int]):
+    """The highest seq held of each job, by the contract's rule: a state of a job replaces
+    the one held only if its seq is higher. The one place Python applies the rule (the
+    socket's Outbox, a reader's Inbox, the hub's unfinished jobs); protocol.js holds
+    the browser's."""
+
+    def newer(self, job_id: str, seq: int) -> bool:
+        """Whether a state of `job_id` numbered `seq` would replace the one held."""
+        held = self.get(job_id)
+        return held is None or seq > held
+
+    def note(self, job_id: str, seq: int) -> bool:
+        """Holds `seq` for `job_id` if it is newer; returns whether it was."""
+        if not self.newer(job_id, seq):
+            return False
+        self[job_id] = seq
+        return True
+
+
 def dumps_compact(value: Any) -> str:
     """JSON as the wire carries it: compact, UTF-8, and no NaN."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

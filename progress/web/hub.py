@@ -22,6 +22,7 @@ from channels.layers import get_channel_layer
 
 from progress.conf import progress_settings
 from progress.core import metrics, reads
+from progress.core.outage import retry_delay
 from progress.core.publisher import get_publisher
 from progress.core.store import Latest
 from progress.protocol.frames import job_frame
@@ -34,15 +35,13 @@ from progress.protocol.layer import (
     owner_of_group,
     user_group,
 )
+from progress.protocol.states import NewestSeqs
 from progress.web import chores
 from progress.web.aio import alive, cancel_until_done, cancelling, run_chores
 from progress.web.outbox import Listener
 from progress.web.presence import Presence, touch_sockets
 
 logger = logging.getLogger(__name__)
-
-# Backoff after a failed receive (Redis restarting): from 0.1 s up to this.
-MAX_RETRY_DELAY = 5.0
 
 # Bound once: it runs for each frame.
 _publish_to_send = metrics.PUBLISH_TO_SEND.observe
@@ -56,7 +55,7 @@ class _Group:
     listeners: set[Listener] = field(default_factory=set)
     # Unfinished jobs the group's listeners show, with the highest seq the hub
     # has seen of each: the reconcile chore re-reads them from Redis.
-    open: dict[str, int] = field(default_factory=dict)
+    open: NewestSeqs = field(default_factory=NewestSeqs)
 
 
 class Hub:
@@ -130,8 +129,7 @@ class Hub:
         if entry is None:
             return
         for job_id, seq in jobs.items():
-            if seq > entry.open.get(job_id, -1):
-                entry.open[job_id] = seq
+            entry.open.note(job_id, seq)
 
     async def leave(self, group: str, listener: Listener) -> None:
         """Runs when a socket or stream stops watching a group, or goes away."""
@@ -218,7 +216,7 @@ class Hub:
                 if cancelling():
                     raise asyncio.CancelledError() from exc
                 failures += 1
-                delay = min(MAX_RETRY_DELAY, 0.1 * 2**failures)
+                delay = retry_delay(failures)
                 logger.warning("Hub receive failed (%r); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 # Whatever was sent meanwhile is lost, and if Redis restarted, the groups too.
@@ -249,8 +247,8 @@ class Hub:
             return
         if message.get("final"):
             entry.open.pop(job_id, None)
-        elif seq > entry.open.get(job_id, -1):
-            entry.open[job_id] = seq
+        else:
+            entry.open.note(job_id, seq)
         # A copy: a listener may leave while the frames go out.
         for listener in tuple(entry.listeners):
             try:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from progress.core import metrics
+from progress.protocol.states import NewestSeqs
 from progress.web.aio import run_eagerly
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class Outbox:
         self._waiting: dict[str, tuple[int, str]] = {}
         # Log frames waiting, in order; unlike states, each carries lines of its own.
         self._logs: deque[str] = deque(maxlen=LOG_FRAMES_WAITING)
-        self.seen: dict[str, int] = {}
+        self.seen = NewestSeqs()
         # Jobs whose log lines this socket takes: the ones it subscribed to.
         self.logs_of: set[str] = set()
         self.closed = False
@@ -91,11 +92,8 @@ class Outbox:
 
     def offer(self, job_id: str, seq: int, frame: str, force: bool = False) -> None:
         """Runs for each new state of a job this socket watches; `force` resends a seen one."""
-        seen = self.seen.get(job_id, 0)
-        if seq <= seen and not force:
+        if not self.seen.note(job_id, seq) and not force:
             return
-        if seq > seen:
-            self.seen[job_id] = seq
         if self.closed:
             return
         if self._busy:
@@ -107,8 +105,7 @@ class Outbox:
     def resume(self, shown: dict[str, int]) -> None:
         """Runs once the snapshot is sent: what it showed is not sent again."""
         for job_id, seq in shown.items():
-            if seq > self.seen.get(job_id, 0):
-                self.seen[job_id] = seq
+            self.seen.note(job_id, seq)
             waiting = self._waiting.get(job_id)
             if waiting is not None and waiting[0] <= seq:
                 del self._waiting[job_id]

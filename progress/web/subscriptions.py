@@ -21,7 +21,7 @@ from progress.exceptions import JobNotFound
 from progress.models import Job
 from progress.protocol.frames import frame_job
 from progress.protocol.layer import user_group
-from progress.protocol.states import JobDict
+from progress.protocol.states import JobDict, NewestSeqs
 from progress.web.hub import get_hub
 from progress.web.outbox import OneJob
 
@@ -33,11 +33,11 @@ class Inbox:
         self._unread: dict[str, tuple[int, str]] = {}
         self._ready = asyncio.Event()
         # The highest seq of each job the reader has been given.
-        self.seen: dict[str, int] = {}
+        self.seen = NewestSeqs()
 
     def offer(self, job_id: str, seq: int, frame: str) -> None:
         """Runs on the hub's loop for each state of a job the reader watches."""
-        if seq <= self.seen.get(job_id, 0):
+        if not self.seen.newer(job_id, seq):
             return
         unread = self._unread.get(job_id)
         if unread is None or seq > unread[0]:
@@ -58,8 +58,7 @@ class Inbox:
                     return None
             job_id = next(iter(self._unread))
             seq, frame = self._unread.pop(job_id)
-            if seq > self.seen.get(job_id, 0):
-                self.seen[job_id] = seq
+            if self.seen.note(job_id, seq):
                 return job_id, seq, frame
 
 

@@ -78,7 +78,7 @@ def _on_prerun(task_id: str, task: Task, **kwargs: Any) -> None:
     reporter = JobReporter(job)
     _running[task_id] = (reporter, activate(reporter))
     # Before STARTED shows: a job seen running always has a lease to check.
-    get_publisher().hold_lease(task_id)
+    get_publisher().leases.hold(task_id)
     reporter.start()
 
 
@@ -133,7 +133,7 @@ def _on_postrun(task_id: str, **kwargs: Any) -> None:
     running = _running.pop(task_id, None)
     if running is not None:
         deactivate(running[1])
-        get_publisher().release_lease(task_id)
+        get_publisher().leases.release(task_id)
 
 
 @task_revoked.connect

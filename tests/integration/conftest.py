@@ -1,0 +1,53 @@
+"""Fixtures for the in-process tests: users, jobs and a clean Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from channels.layers import channel_layers
+from django.contrib.auth.models import User
+
+from progress.core.publisher import get_publisher
+from progress.models import Job
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layer() -> Iterator[None]:
+    """Each test gets channel-layer objects of its own.
+
+    channels-redis keeps one receive lock and one count of pending receives per layer
+    object, for the event loop that receives. A receive still pending when an earlier
+    test's loop closed (a hub's, whose last socket left just then) never counts itself
+    out, and the next test's loop then finds that lock bound to a dead loop.
+    """
+    yield
+    channel_layers.backends.clear()
+
+
+@pytest.fixture(autouse=True)
+def clean_redis() -> Iterator[None]:
+    """Each test starts with empty job states, groups and socket counts."""
+    publisher = get_publisher()
+    publisher.call(publisher.store.redis.flushdb())
+    yield
+
+
+@pytest.fixture
+def alice(django_user_model: type[User]) -> User:
+    return django_user_model.objects.create_user("alice", password="pw")
+
+
+@pytest.fixture
+def bob(django_user_model: type[User]) -> User:
+    return django_user_model.objects.create_user("bob", password="pw")
+
+
+@pytest.fixture
+def staff(django_user_model: type[User]) -> User:
+    return django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+
+
+@pytest.fixture
+def job(alice: User) -> Job:
+    return Job.objects.create(owner=alice, task="demo.count", params={"steps": 10})
