@@ -44,7 +44,8 @@ class Job(models.Model):
     # What staff may read of a failure (the exception and its message); users see `error`.
     error_detail = models.TextField(blank=True)
     result_file = models.FileField(upload_to="progress/", blank=True)
-    # The log lines kept once the job ended (LogLine dicts); while it runs, Redis has them.
+    # The log lines kept once the job ended ({"n", "ts", "level", "text"} dicts, as `log`
+    # frames carry them); while it runs, Redis has them.
     log = models.JSONField(default=list, blank=True)
     # A part of a group job (progress.groups): its parent, place and declared units of work.
     parent = models.ForeignKey(

@@ -21,7 +21,7 @@ def lease_key(job_id: uuid.UUID | str) -> str:
 
 
 def log_key(job_id: uuid.UUID | str) -> str:
-    """The Redis list of a job's latest log lines, each the JSON of a LogLine."""
+    """The Redis list of a job's latest log lines, each the JSON of {"n", "ts", "level", "text"}."""
     return f"progress:log:{uuid.UUID(str(job_id)).hex}"
 
 

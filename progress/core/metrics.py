@@ -60,6 +60,18 @@ PUBLISH_TO_SEND = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 
+HUB_RECOVERIES = Counter(
+    "progress_hub_recoveries_total",
+    "Times this process's hub re-joined its groups and resent states: Redis lost its data "
+    "or a receive failed.",
+)
+
+HUB_RECONCILED = Counter(
+    "progress_hub_reconciled_total",
+    "Job states the channel layer never delivered that this process's hub found in Redis "
+    "and passed on (its reconcile chore).",
+)
+
 WORKER_LOST = Counter(
     "progress_worker_lost_total",
     "Jobs this process ended FAILURE because their worker was lost.",

@@ -171,8 +171,9 @@ class Publisher:
     def publish_log(
         self, job_id: str, owner_id: int, lines: list[str]
     ) -> concurrent.futures.Future[None]:
-        """Queues a batch of a job's log lines (each a LogLine's JSON without its n); the
-        future is done once the batch is kept and sent, or given up."""
+        """Queues a batch of a job's log lines (each the JSON of {"ts", "level", "text"}; the
+        store numbers them n); the future is done once the batch is kept and sent, or given
+        up."""
         loop = self._ensure_loop()
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
         loop.call_soon_threadsafe(self._enqueue_log, (job_id, owner_id, lines, done))

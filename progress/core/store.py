@@ -89,18 +89,11 @@ def _group_sum(row: Any) -> GroupSum | None:
 class StateStore:
     """Redis access for job states; every coroutine here runs on the publisher's loop."""
 
-    def __init__(
-        self,
-        url: str,
-        ttl: int,
-        sentinels: Sequence[tuple[str, int]] | None = None,
-        master: str | None = None,
-    ) -> None:
-        """Runs once per process, when the publisher first needs Redis; `sentinels` and
-        `master` default to PROGRESS' REDIS_SENTINELS and REDIS_SENTINEL_MASTER."""
-        if sentinels is None:
-            sentinels = progress_settings.REDIS_SENTINELS
-            master = master or progress_settings.REDIS_SENTINEL_MASTER
+    def __init__(self, url: str, ttl: int) -> None:
+        """Runs once per process, when the publisher first needs Redis; PROGRESS'
+        REDIS_SENTINELS and REDIS_SENTINEL_MASTER say whether to go through Sentinel."""
+        sentinels = progress_settings.REDIS_SENTINELS
+        master = progress_settings.REDIS_SENTINEL_MASTER
         options: dict[str, Any] = {
             "max_connections": 64,
             "timeout": 10,
@@ -231,9 +224,6 @@ class StateStore:
     async def settle_group(self, job_id: str) -> bool:
         """True for the one caller that first finds every part of the group ended."""
         return bool(await self._settle_group(keys=[group_key(job_id)]))
-
-    async def delete_group(self, job_id: str) -> None:
-        await self.redis.delete(group_key(job_id))
 
     # Log lines of running jobs.
 

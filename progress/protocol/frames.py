@@ -6,7 +6,6 @@ import enum
 import json
 import uuid
 from dataclasses import dataclass
-from typing import TypedDict
 
 from progress.protocol.states import dumps_compact
 
@@ -51,15 +50,6 @@ class CloseCode(enum.IntEnum):
     # The session was logged out or the user deactivated; reconnecting will not help.
     SESSION_ENDED = 4401
     TOO_MANY_SOCKETS = 4429
-
-
-class LogLine(TypedDict):
-    """One log line of a job, as `log` frames carry it; `n` grows by one per line of the job."""
-
-    n: int
-    ts: float
-    level: str
-    text: str
 
 
 def job_frame(job_json: str) -> str:

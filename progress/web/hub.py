@@ -81,10 +81,6 @@ class Hub:
         self._maintainer: asyncio.Task[None] | None = None
         self._epoch: str | None = None
         self._recovering = asyncio.Lock()
-        # Counters for tests and operators: recoveries after Redis lost data or a
-        # receive failed, and states the reconcile chore found the layer had dropped.
-        self.recoveries = 0
-        self.reconciled = 0
 
     @property
     def groups(self) -> list[str]:
@@ -116,7 +112,9 @@ class Hub:
         group = user_group(owner_id)
         await self.join(group, listener)
         try:
-            jobs = await database_sync_to_async(reads.owner_snapshot)(owner_id)
+            jobs: list[tuple[str, Latest]] = await database_sync_to_async(reads.owner_snapshot)(
+                owner_id
+            )
         except BaseException:
             await self.leave(group, listener)
             raise
@@ -327,7 +325,7 @@ class Hub:
                     missed += 1
                     self.dispatch(_job_message(group, job_id, found))
         if missed:
-            self.reconciled += missed
+            metrics.HUB_RECONCILED.inc(missed)
             logger.info("Passed on %d job states the channel layer had not delivered", missed)
 
     async def _recover_quietly(self) -> None:
@@ -352,7 +350,7 @@ class Hub:
                 jobs = await database_sync_to_async(reads.owner_snapshot)(owner)
                 for job_id, found in reversed(jobs):
                     self.dispatch(_job_message(group, job_id, found))
-            self.recoveries += 1
+            metrics.HUB_RECOVERIES.inc()
 
 
 def _job_message(group: str, job_id: str, found: Latest) -> LayerJobMessage:
