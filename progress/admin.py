@@ -1,4 +1,4 @@
-"""Admin for jobs: read-only, since states come from the workers."""
+"""Admin for jobs, read-only since states come from the workers. Web processes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The progress app's configuration."""
+"""The progress app's configuration: wires checks and signal handlers. Every process."""
 
 from django.apps import AppConfig
 

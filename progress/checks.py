@@ -1,4 +1,4 @@
-"""System checks that catch a misconfigured progress app before users do."""
+"""System checks (progress.E001...) that catch a misconfigured app. Every process, at start."""
 
 from __future__ import annotations
 

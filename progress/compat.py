@@ -1,4 +1,4 @@
-"""A shim for code written for celery-progress: `ProgressRecorder(self).set_progress(...)`.
+"""celery-progress's ProgressRecorder, backed by the reporter. Worker processes, in tasks.
 
 Change only the import (`from progress.compat import ProgressRecorder`) and
 register the task with `progress.register`; its body reports here unchanged.

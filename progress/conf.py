@@ -1,4 +1,4 @@
-"""The app's settings: one PROGRESS dict in Django settings, read here with defaults."""
+"""The app's settings: one PROGRESS dict, read here with defaults. Every process."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Errors the progress services raise, each with what a user should be told."""
+"""Errors the app raises, each with what a user should be told. Any process."""
 
 from __future__ import annotations
 

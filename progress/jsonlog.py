@@ -1,4 +1,4 @@
-"""Structured logs (LOG_FORMAT=json): one JSON object per line, with the job and user it is about.
+"""Structured logs (LOG_FORMAT=json): one JSON object per line, with its job. Any process.
 
 Settings load this module while logging is configured, before Django's apps
 are: it imports nothing of the app at load time.

@@ -1,4 +1,4 @@
-"""ASGI middleware for the progress socket: hands the server's own send to the consumer."""
+"""ASGI middleware that hands the server's own send to the socket. Web processes."""
 
 from __future__ import annotations
 

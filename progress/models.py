@@ -1,4 +1,4 @@
-"""The Job: one launched task, its owner, its parameters and its last stored state."""
+"""The Job: one launched task, its owner, params and last stored state. Any process."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Who may see whose jobs: the rules PROGRESS["VISIBILITY"] can name.
+"""Who may see whose jobs: the rules PROGRESS["VISIBILITY"] can name. Any process.
 
 A rule is a function `(user, jobs) -> jobs`: given a logged-in user and a
 QuerySet of every job, it returns the ones the user may see, cancel and watch.

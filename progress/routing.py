@@ -1,4 +1,4 @@
-"""WebSocket URLs of the progress app."""
+"""WebSocket URLs of the progress app. Web processes."""
 
 from django.urls import path
 

@@ -1,4 +1,4 @@
-"""Django signals other apps connect to: a job started, made progress, finished.
+"""Django signals other apps connect to: a job started, progressed, finished. Any process.
 
 Each fires in the process that records the state, after its row is written:
 

@@ -1,4 +1,4 @@
-"""The app's own Celery tasks: the periodic sweep for lost workers and purge of old jobs.
+"""The app's own Celery tasks: the sweep for lost workers and the purge. Worker processes.
 
 Run in worker processes, on celery beat's schedule (CELERY_BEAT_SCHEDULE,
 docs/operations.md).

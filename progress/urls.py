@@ -1,4 +1,4 @@
-"""URLs of the progress app: pages and the JSON API."""
+"""URLs of the progress app: pages and the JSON API. Web processes."""
 
 from django.urls import path
 

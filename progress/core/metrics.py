@@ -1,4 +1,4 @@
-"""Every Prometheus metric of the service, defined once, and what GET /metrics/ serves of them.
+"""Every Prometheus metric, defined once, and what GET /metrics/ serves. Any process.
 
 Each process has its own registry: each web process serves its own figures
 at /metrics/, so scrape every web process (not a load balancer in front of

@@ -1,4 +1,4 @@
-"""The only bridge from sync code to the async channel layer: one event-loop thread per process.
+"""The only bridge from sync code to Redis and the layer: one loop thread. Any process.
 
 A Celery worker child, or a web process, starts the thread on first use (after
 fork, never before) and keeps it, with one Redis client and the channel layer's

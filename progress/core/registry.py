@@ -1,4 +1,4 @@
-"""The tasks users may launch: each with a title and a form that validates its params."""
+"""The tasks users may launch: each with a title and a form for its params. Any process."""
 
 from __future__ import annotations
 

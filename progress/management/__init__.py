@@ -1,1 +1,1 @@
-"""Management commands of the progress app."""
+"""Management commands of the progress app. A terminal."""

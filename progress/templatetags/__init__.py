@@ -1,0 +1,1 @@
+"""The progress app's template tags. Web processes."""

@@ -1,4 +1,4 @@
-"""`{% load progress %}`: `{% progress_bar job %}` renders a live bar that wires itself up."""
+"""`{% progress_bar job %}`: a live bar that wires itself up. Web processes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The JSON API of the contract: tasks, jobs, cancel, retry, event streams of a job or a user."""
+"""The contract's JSON API: tasks, jobs, cancel, retry, event streams. Web processes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The WebSocket consumer at /ws/progress/: one per tab, pushing the user's job states."""
+"""The WebSocket consumer at /ws/progress/: one per tab. Web processes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A mixin that lets another app's WebSocket consumer receive job states."""
+"""A mixin that lets another app's consumer receive job states. Web processes."""
 
 from __future__ import annotations
 

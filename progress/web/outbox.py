@@ -1,4 +1,4 @@
-"""What the hub hands frames to: the Listener protocol, OneJob, and each socket's Outbox.
+"""What the hub hands frames to: Listener, OneJob and each socket's Outbox. Web processes.
 
 Web processes only, on the event loop of the hub.
 """

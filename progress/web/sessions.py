@@ -1,4 +1,4 @@
-"""Sessions behind sockets: a logout closes its sockets, and open sockets are re-checked."""
+"""Sessions behind sockets: logouts close them, open ones are re-checked. Web processes."""
 
 from __future__ import annotations
 

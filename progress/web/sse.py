@@ -1,4 +1,4 @@
-"""Server-sent-event streams, of one job or of a user's jobs, for clients without WebSockets."""
+"""Server-sent-event streams of a job or a user's jobs. Web processes."""
 
 from __future__ import annotations
 

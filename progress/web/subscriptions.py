@@ -1,4 +1,4 @@
-"""Job states as async iterators, for SSE, other apps' consumers and async views.
+"""Job states as async iterators, for SSE, other apps and async views. Web processes.
 
 Each iterator joins the owner's group through the process's hub before it reads
 the current state, so no state falls between the two, and then yields every

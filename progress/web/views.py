@@ -1,4 +1,4 @@
-"""The pages: the dashboard, the history, a job's page, its result download and JSON."""
+"""The pages: dashboard, history, a job's page, its download and JSON. Web processes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Celery signal handlers that turn each task's lifecycle into job states.
+"""Celery signal handlers that turn each task's lifecycle into states. Worker processes.
 
 Task authors write no bookkeeping: STARTED, SUCCESS with the result, FAILURE
 with a message, RETRY and REVOKED all come from here. prerun, success,

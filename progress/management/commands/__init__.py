@@ -1,1 +1,1 @@
-"""The progress app's management commands."""
+"""The progress app's management commands. A terminal."""

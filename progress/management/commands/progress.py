@@ -1,4 +1,4 @@
-"""`manage.py progress ...`: launch, watch, purge and sweep jobs from a terminal."""
+"""`manage.py progress ...`: launch, watch, purge and sweep jobs. A terminal."""
 
 from __future__ import annotations
 
