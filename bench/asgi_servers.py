@@ -18,7 +18,8 @@ For each one, in turn and in the same run, the bench
     .venv/bin/python bench/asgi_servers.py            # M=1000, S=200, R=20
     .venv/bin/python bench/asgi_servers.py --quick    # M=100, S=50: a smoke run
 
-It exits 1 if a server failed or a socket missed the final state.
+It exits 1 if a server failed, or a socket failed to open, closed early or missed the final
+state.
 """
 
 from __future__ import annotations
@@ -32,52 +33,19 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # Run as a script.
 
-from bench.harness import (
-    INTERRUPTED,
-    CpuMarks,
-    Metric,
-    TextRow,
-    code_version,
-    figure_rows,
-    log,
-    machine,
-    markdown_table,
-    median,
-    new_loop,
-    percentile,
-    raise_fd_limit,
-    rss_kib,
-    run_measurement,
-    text_rows,
-)
-from bench.sockets import Fleet, Opening, open_fleet
-from bench.stack import (
-    BenchRun,
-    Web,
-    bench_run,
-    create_users,
-    django_env,
-    error_lines,
-    migrate,
-    serve,
-    setup_django,
-)
+from bench import harness
+from bench.harness import CpuMarks, Metric, TextRow, Window, log, median, percentile, rss_kib
+from bench.sockets import Fleet, Opening, ServerConfig, ServerResult, chosen, measure_server
+from bench.stack import BenchRun, Web, bench_run, error_lines, local_stack
 from devstack.processes import PYTHON, web_argv
 
 CONCURRENCY = 50
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    key: str
-    label: str
-    argv: Callable[[int], list[str]]
 
 
 def _daphne(port: int) -> list[str]:
@@ -86,29 +54,21 @@ def _daphne(port: int) -> list[str]:
 
 
 CONFIGS = [
-    Config("uvicorn", "A uvicorn, deflate off", web_argv),
-    Config("uvicorn-deflate", "B uvicorn, deflate on", lambda port: web_argv(port, deflate=True)),
-    Config("daphne", "C daphne", _daphne),
+    ServerConfig("uvicorn", "A uvicorn, deflate off", web_argv),
+    ServerConfig("uvicorn-deflate", "B uvicorn, deflate on", lambda p: web_argv(p, deflate=True)),
+    ServerConfig("daphne", "C daphne", _daphne),
 ]
 
 
 @dataclasses.dataclass
-class Result:
-    config: Config
-    opening: Opening
+class Result(ServerResult):
     rss_after_kib: int = 0
     latencies_ms: list[float] = dataclasses.field(default_factory=list)
     got_final: int = 0
     deliver_s: float = 0.0
     publish_s: float = 0.0
-    server_cpu_s: float = 0.0
-    redis_cpu_s: float = 0.0
-    client_cpu_s: float = 0.0
-    other_cpu_s: float = 0.0
-    dropped: list[str] = dataclasses.field(default_factory=list)
+    step3: Window = dataclasses.field(default_factory=Window)
     errors_step3: int = 0
-    errors_total: int = 0
-    error: str | None = None
 
     @property
     def frames(self) -> int:
@@ -116,7 +76,7 @@ class Result:
 
     @property
     def cpu_us_per_frame(self) -> float:
-        return self.server_cpu_s * 1e6 / self.frames if self.frames else math.nan
+        return self.step3.server * 1e6 / self.frames if self.frames else math.nan
 
     @property
     def frames_per_s(self) -> float:
@@ -187,12 +147,9 @@ async def fan_out(
     job: Any,
     args: argparse.Namespace,
 ) -> None:
-    """Steps 1 to 4 of one configuration (see the module's docstring)."""
+    """Steps 3 and 4 of one configuration, once its sockets are open (the module's docstring)."""
     label, pid = result.config.label, web.pid
     loop = asyncio.get_running_loop()
-    await open_fleet(fleet, pid, result.opening, CONCURRENCY, label)
-    web.service.assert_alive()
-
     stop = threading.Event()
     await loop.run_in_executor(None, publish_states, job, 0, 1.0, stop)
     await asyncio.sleep(1)
@@ -209,10 +166,7 @@ async def fan_out(
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(receipts.all_final.wait(), args.drain_timeout)
     end = CpuMarks.take({"server": pid, "redis": redis_pid})
-    spent = begin.spent(end)
-    result.server_cpu_s, result.redis_cpu_s = spent["server"], spent["redis"]
-    result.client_cpu_s = begin.own_spent(end)
-    result.other_cpu_s = begin.others(end)  # The noise to keep in mind.
+    result.step3 = Window.between(begin, end)
     await asyncio.sleep(0.5)  # Let stragglers land, for a fair count.
     result.got_final = receipts.finals
     result.latencies_ms = [value * 1000 for value in receipts.latencies]
@@ -227,14 +181,14 @@ async def fan_out(
     log(f"{label}: fan-out p50 {percentile(result.latencies_ms, 50):.1f} ms, "
         f"p99 {percentile(result.latencies_ms, 99):.1f} ms; final state on "
         f"{result.got_final}/{result.opening.opened} sockets; server CPU "
-        f"{result.server_cpu_s:.2f}s; publishing took {result.publish_s:.1f}s")  # fmt: skip
+        f"{result.step3.server:.2f}s; publishing took {result.publish_s:.1f}s")  # fmt: skip
     log(f"{label}: closing sockets")
     await fleet.close(handshake=True, concurrency=CONCURRENCY)
 
 
 def run_config(
-    config: Config, run: BenchRun, env: dict[str, str], redis_pid: int, args: argparse.Namespace,
-    round_no: int,
+    config: ServerConfig, run: BenchRun, env: dict[str, str], redis_pid: int,
+    args: argparse.Namespace, round_no: int,
 ) -> Result:  # fmt: skip
     from django.contrib.auth.models import User
 
@@ -243,22 +197,15 @@ def run_config(
     result = Result(config, Opening(args.sockets))
     username = f"bench-{config.key}-{round_no}"
 
-    def measure(web: Web) -> None:
+    def setup(web: Web) -> tuple[Fleet, Coroutine[Any, Any, None]]:
         headers = web.socket_headers(web.login(username))
         job = Job.objects.create(owner=User.objects.get(username=username), task="bench.fanout",
                                  ts=time.time())  # fmt: skip
         receipts = Receipts(str(job.id), final=args.states)
         fleet = Fleet(web.ws_url, [headers], on_message=receipts)
-        with asyncio.Runner(loop_factory=new_loop) as runner:
-            try:
-                run_measurement(runner, fan_out(result, web, redis_pid, fleet, receipts, job, args))
-            finally:
-                with contextlib.suppress(Exception):
-                    runner.run(fleet.close(handshake=not INTERRUPTED.is_set()))
+        return fleet, fan_out(result, web, redis_pid, fleet, receipts, job, args)
 
-    name = f"{config.key}-{round_no}"
-    served = serve(run, config.label, name, config.argv, env, measure)
-    result.error, result.errors_total = served.error, len(served.errors)
+    measure_server(run, result, f"{config.key}-{round_no}", env, setup, CONCURRENCY, True)
     return result
 
 
@@ -284,7 +231,7 @@ METRICS: list[Metric[Rounds]] = [
         ("open M total s", lambda r: r.opening.seconds, 2, True),
         ("fan-out p50 ms", lambda r: percentile(r.latencies_ms, 50), 1, True),
         ("fan-out p99 ms", lambda r: percentile(r.latencies_ms, 99), 1, True),
-        ("server CPU s (step 3)", lambda r: r.server_cpu_s, 2, True),
+        ("server CPU s (step 3)", lambda r: r.step3.server, 2, True),
         ("server CPU us per frame", lambda r: r.cpu_us_per_frame, 0, True),
         ("frames delivered/s", lambda r: r.frames_per_s, 0, True),
     ]
@@ -303,45 +250,28 @@ def table(results: dict[str, Rounds], args: argparse.Namespace) -> str:
         ("server errors logged to end of step 3", lambda r: str(r.errors_step3)),
         ("server errors logged in all", lambda r: str(r.errors_total)),
         ("negotiated extension", lambda r: r.opening.extensions.split(";")[0] or "none"),
-        ("redis CPU s (step 3)", lambda r: f"{r.redis_cpu_s:.2f}"),
-        ("bench client CPU s (step 3)", lambda r: f"{r.client_cpu_s:.2f}"),
-        ("other processes' CPU s (step 3)", lambda r: f"{r.other_cpu_s:.2f}"),
+        ("redis CPU s (step 3)", lambda r: f"{r.step3.redis:.2f}"),
+        ("bench client CPU s (step 3)", lambda r: f"{r.step3.own:.2f}"),
+        ("other processes' CPU s (step 3)", lambda r: f"{r.step3.other:.2f}"),
         ("first publish to last frame s", lambda r: f"{r.deliver_s:.1f}"),
     ]
     configs = [c for c in CONFIGS if c.key in results]
     columns = [None if all(r.error for r in results[c.key]) else results[c.key] for c in configs]
     baseline = columns[0] if configs and configs[0].key == "uvicorn" else None
-    rows = figure_rows(columns, baseline, METRICS)
-    rows += text_rows([results[c.key] for c in configs], [(n, each(s)) for n, s in texts])
-    return markdown_table(["metric"] + [c.label for c in configs], rows)
+    rounds: list[TextRow[Rounds]] = [(name, each(show)) for name, show in texts]
+    headers = ["metric"] + [c.label for c in configs]
+    return harness.comparison(headers, columns, baseline, METRICS, rounds)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    only = [c.key for c in CONFIGS]
+    parser = harness.command_line(__doc__, "a smoke run: M=100, S=50", only, drain=30.0)
     add = parser.add_argument
     add("--sockets", "-M", type=int, default=1000, help="sockets (default 1000)")
     add("--states", "-S", type=int, default=200, help="states (default 200)")
     add("--rate", "-R", type=float, default=20.0, help="states/s (default 20)")
-    add("--quick", action="store_true", help="a smoke run: M=100, S=50")
-    add(
-        "--only",
-        action="append",
-        choices=[c.key for c in CONFIGS],
-        help="run only this configuration (repeatable); the default runs all three",
-    )
-    add(
-        "--drain-timeout",
-        type=float,
-        default=30.0,
-        help="seconds to wait after the last publish for every socket's final state",
-    )
-    add(
-        "--rounds",
-        type=int,
-        default=1,
-        help="repeat every configuration N times in rotating order; the table shows medians",
-    )
-    add("--keep", action="store_true", help="keep the temp dir (server logs)")  # fmt: skip
+    add("--rounds", type=int, default=1,
+        help="repeat each configuration N times in rotating order; medians shown")  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
         args.sockets, args.states = 100, 50
@@ -352,19 +282,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    raise_fd_limit(2 * args.sockets + 1024)
-    configs = [c for c in CONFIGS if not args.only or c.key in args.only]
-    log(f"machine: {machine()}; code {code_version()}; M={args.sockets} sockets, "
+    harness.raise_fd_limit(2 * args.sockets + 1024)
+    configs = chosen(CONFIGS, args.only)
+    log(f"{harness.about()}; M={args.sockets} sockets, "
         f"S={args.states} states at {args.rate}/s; configurations: "
         f"{', '.join(c.label for c in configs)}")  # fmt: skip
     results: dict[str, Rounds] = {}
     with bench_run("bench-asgi-", args.keep) as run:
-        redis = run.redis()
-        env = django_env(run.workdir, redis, PROGRESS_MAX_SOCKETS="0")  # No cap per user.
-        log("migrate, collectstatic, users")
-        migrate(env)
-        create_users(env, (f"bench-{c.key}-{n}" for c in CONFIGS for n in range(args.rounds)))
-        setup_django(env)  # This process publishes as a worker: same database and Redis.
+        users = [f"bench-{c.key}-{n}" for c in CONFIGS for n in range(args.rounds)]
+        # This process publishes as a worker would: on the same database and Redis.
+        env, redis = local_stack(run, users, PROGRESS_MAX_SOCKETS="0")  # No cap per user.
         assert redis.process is not None
         for round_no in range(args.rounds):
             # Each round starts with the next configuration, so drift spreads over all.
@@ -378,23 +305,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print()
     print(f"M={args.sockets} sockets of one user, S={args.states} states at {args.rate}/s, "
-          f"handshakes {CONCURRENCY} at a time; {machine()}; code {code_version()}")  # fmt: skip
+          f"handshakes {CONCURRENCY} at a time; {harness.about()}")  # fmt: skip
     print(f"Offered fan-out load: {args.sockets * args.rate:,.0f} frames/s. Ratios (xN) are "
           "against A, uvicorn with deflate off, measured in this same run.")  # fmt: skip
     print()
     print(table(results, args))
-    every = [r for rounds in results.values() for r in rounds]
-    failed = [r for r in every if r.error]
-    for r in failed:
-        print(f"\n{r.config.label} failed: {r.error}")
-    for r in every:
-        if r.dropped:
-            print(f"\n{r.config.label}: {len(r.dropped)} sockets closed early: "
-                  f"{sorted(set(r.dropped))[:3]}")  # fmt: skip
-    incomplete = [r for r in every if not r.error and r.got_final < args.sockets]
-    for r in incomplete:
-        print(f"\n{r.config.label}: only {r.got_final}/{args.sockets} sockets got the final state")
-    return 1 if failed or incomplete else 0
+    problems = [line for rounds in results.values() for r in rounds
+                for line in r.problems(dropped="closed early")]  # fmt: skip
+    problems += [
+        f"{r.config.label}: only {r.got_final}/{args.sockets} sockets got the final state"
+        for rounds in results.values() for r in rounds if not r.error and r.got_final < args.sockets
+    ]  # fmt: skip
+    for line in problems:
+        print(f"\n{line}")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

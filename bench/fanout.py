@@ -43,7 +43,15 @@ from bench.fanout_polling import polling_run
 from bench.fanout_report import report
 from bench.fanout_results import PARTS, Run
 from bench.fanout_stack import Stack, ours_run, users_run
-from bench.harness import code_version, log, machine, new_loop, raise_fd_limit, run_measurement
+from bench.harness import (
+    code_version,
+    command_line,
+    log,
+    machine,
+    new_loop,
+    raise_fd_limit,
+    run_measurement,
+)
 from bench.stack import BenchRun, bench_run
 
 
@@ -111,12 +119,10 @@ async def all_parts(args: argparse.Namespace, bench: BenchRun, runs: list[Run]) 
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    only = ("run only this part (repeatable); users runs on the selected floor/redis/pubsub, "
+            "or on all three if none is selected")  # fmt: skip
+    parser = command_line(__doc__, "M = 10, 100 and S = 50", PARTS, only, drain=20.0)
     add = parser.add_argument
-    add("--quick", action="store_true", help="M = 10, 100 and S = 50")
-    add("--only", action="append", choices=PARTS,
-        help="run only this part (repeatable); users runs on the selected floor/redis/pubsub, "
-        "or on all three if none is selected")  # fmt: skip
     add("--sockets", help="comma-separated M values (default 10,100,1000)")
     add("--states", "-S", type=int, help="steps of the job (default 200)")
     add("--rate", "-R", type=float, default=20.0, help="steps/s (default 20)")
@@ -124,26 +130,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--tabs", type=int, default=1,
         help="in the users scenario, user i has 1 + i %% TABS sockets: 5 gives per-user groups "
         "of 1 to 5 sockets (default 1: one socket each)")  # fmt: skip
-    add(
-        "--throttle",
-        type=float,
-        default=0.02,
-        help="PROGRESS THROTTLE for ours (default 0.02 s: every step of 20/s is published, "
-        "as the floor publishes them; the service's default of 0.1 s publishes every other)",
-    )
-    add(
-        "--drain-timeout",
-        type=float,
-        default=20.0,
-        help="seconds to wait for final states after the job ended",
-    )
-    add(
-        "--client-procs",
-        type=int,
-        default=0,
-        help="client processes (default: 1, or 1 per 500 sockets)",
-    )
-    add("--keep", action="store_true", help="keep the temp dir (server logs)")  # fmt: skip
+    add("--throttle", type=float, default=0.02,
+        help="PROGRESS THROTTLE for ours (default 0.02 s publishes every step of 20/s, as the "
+        "floor does; the service's default of 0.1 s would publish every other)")  # fmt: skip
+    add("--client-procs", type=int, default=0,
+        help="client processes (default: 1, or 1 per 500 sockets)")  # fmt: skip
     args = parser.parse_args(argv)
     default_sockets = "10,100" if args.quick else "10,100,1000"
     args.sockets = [int(m) for m in (args.sockets or default_sockets).split(",")]

@@ -5,6 +5,7 @@ Nothing here knows Django or the service: bench/stack.py starts those.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import dataclasses
@@ -125,6 +126,31 @@ class CpuMarks:
         return max(0.0, end.busy - self.busy - counted)
 
 
+@dataclasses.dataclass
+class Window:
+    """A measured window: its seconds, and the CPU seconds of the server's tree, of its
+    redis-server, of this process (the bench's clients, or the worker it plays) and of every
+    other process (the noise beside the figures)."""
+
+    seconds: float = 0.0
+    server: float = 0.0
+    redis: float = 0.0
+    own: float = 0.0
+    other: float = 0.0
+
+    @classmethod
+    def between(cls, begin: CpuMarks, end: CpuMarks) -> Window:
+        """The window from `begin` to `end`, marks of the trees "server" and "redis" (or of
+        either one)."""
+        spent = begin.spent(end)
+        return cls(end.at - begin.at, spent.get("server", 0.0), spent.get("redis", 0.0),
+                   begin.own_spent(end), begin.others(end))  # fmt: skip
+
+    @property
+    def minutes(self) -> float:
+        return self.seconds / 60 if self.seconds else math.nan
+
+
 async def until_quiet(
     pids: Sequence[int], interval: float, timeout: float, idle_cpu: float = 0.05
 ) -> bool:
@@ -215,6 +241,20 @@ def text_rows(columns: Sequence[T | None], texts: Sequence[TextRow[T]]) -> list[
     ]
 
 
+def comparison(
+    headers: list[str],
+    columns: Sequence[T | None],
+    baseline: T | None,
+    figures: Sequence[Metric[T]],
+    texts: Sequence[TextRow[T]] = (),
+    head: Sequence[TextRow[T]] = (),
+) -> str:
+    """A table of columns side by side: `head` rows, then figures with their ratios against
+    the baseline column, then `texts` rows; a column of None is a run that failed."""
+    rows = text_rows(columns, head) + figure_rows(columns, baseline, figures)
+    return markdown_table(headers, rows + text_rows(columns, texts))
+
+
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     """A Markdown table padded to line up: the first column left-aligned, the rest right-aligned."""
     widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
@@ -243,6 +283,11 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}"
 
 
+def about() -> str:
+    """The machine and the code a run measured, for its first and its report's first line."""
+    return f"{machine()}; code {code_version()}"
+
+
 def code_version() -> str:
     """The commit the servers ran, and whether the application code had uncommitted changes."""
 
@@ -258,7 +303,29 @@ def code_version() -> str:
     return head + (" + uncommitted changes in progress/ or tasks_site/" if dirty else "")
 
 
-# The process: its open files, its loop, its signals.
+# The process: its command line, its open files, its loop, its signals.
+
+
+def command_line(
+    doc: str, quick: str, only: Sequence[str] = (), only_help: str = "", drain: float = 0.0
+) -> argparse.ArgumentParser:
+    """A bench's command line: the first line of its docstring, and the options benches share:
+    --quick (`quick` says what it runs) and --keep; --only one of `only` (repeatable) and
+    --drain-timeout (default `drain`), where given."""
+    parser = argparse.ArgumentParser(description=doc.split("\n", 1)[0])
+    add = parser.add_argument
+    add("--quick", action="store_true", help=quick)
+    add("--keep", action="store_true", help="keep the temp dir (server logs)")
+    if only:
+        add("--only", action="append", choices=only, help=only_help or "run only this (repeatable)")
+    if drain:
+        add(
+            "--drain-timeout",
+            type=float,
+            default=drain,
+            help=f"seconds to wait for the final states once the job ended (default {drain:g})",
+        )
+    return parser
 
 
 def raise_fd_limit(needed: int) -> None:

@@ -36,45 +36,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import math
 import sys
 import time
+from collections.abc import Coroutine
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # Run as a script.
 
-from bench.harness import (
-    CpuMarks,
-    Metric,
-    TextRow,
-    code_version,
-    figure_rows,
-    log,
-    machine,
-    markdown_table,
-    new_loop,
-    percentile,
-    raise_fd_limit,
-    rss_kib,
-    run_measurement,
-    text_rows,
-    until_quiet,
-)
-from bench.sockets import Fleet, Opening, open_fleet
-from bench.stack import (
-    BenchRun,
-    Web,
-    bench_run,
-    create_users,
-    django_env,
-    error_lines,
-    migrate,
-    serve,
-    setup_django,
-)
+from bench import harness
+from bench.harness import CpuMarks, Metric, TextRow, Window, log, percentile, rss_kib, until_quiet
+from bench.sockets import Fleet, Opening, ServerConfig, ServerResult, chosen, measure_server
+from bench.stack import BenchRun, Web, bench_run, error_lines, local_stack
 from devstack.processes import cookie_header, web_argv
 
 SAMPLE_EVERY = 10.0
@@ -93,63 +69,38 @@ BROWSER_HEADERS = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
-    key: str
-    label: str
-    flags: tuple[str, ...]
-    deflate: bool = False
-    full: bool = False  # True: --sockets and --hold; False: --sockets-small and --hold-small.
-
-    def argv(self, port: int) -> list[str]:
-        return web_argv(port, *self.flags, deflate=self.deflate)
-
-
 CONFIGS = [
-    Config("A", "A production", (), full=True),
-    Config("B", "B deflate on", (), deflate=True),
-    Config("C", "C ping 60 s", ("--ws-ping-interval", "60")),
-    Config("D", "D no pings", ("--ws-ping-interval", "0")),
-]
+    ServerConfig("A", "A production", web_argv),
+    ServerConfig("B", "B deflate on", lambda port: web_argv(port, deflate=True), full=False),
+    ServerConfig("C", "C ping 60 s", lambda port: web_argv(port, "--ws-ping-interval", "60"),
+                 full=False),
+    ServerConfig("D", "D no pings", lambda port: web_argv(port, "--ws-ping-interval", "0"),
+                 full=False),
+]  # fmt: skip
 
 
 @dataclasses.dataclass
-class Result:
-    config: Config
-    opening: Opening
-    hold_s: float
+class Result(ServerResult):
+    hold_s: float = 0.0
     rss_end_kib: int = 0
     rss_peak_kib: int = 0
-    held_s: float = 0.0
-    hold_server_cpu_s: float = 0.0
-    hold_redis_cpu_s: float = 0.0
-    hold_client_cpu_s: float = 0.0
+    hold: Window = dataclasses.field(default_factory=Window)
     wire_bytes_hold: int = 0
     pings_hold: int = 0
     still_open: int = 0
-    dropped: list[str] = dataclasses.field(default_factory=list)
     errors_hold: int = 0
     teardown_s: float = 0.0
     teardown_cpu_s: float = 0.0
-    errors_total: int = 0
-    first_error: str = ""
-    error: str | None = None
-
-    @property
-    def minutes(self) -> float:
-        return self.held_s / 60 if self.held_s else math.nan
 
     def per_socket_minute(self, value: float) -> float:
         """A total over the hold, per socket held and per minute."""
-        return value / self.opening.opened / self.minutes if self.opening.opened else math.nan
+        opened = self.opening.opened
+        return value / opened / self.hold.minutes if opened else math.nan
 
 
-async def hold(result: Result, web: Web, redis_pid: int, fleet: Fleet, concurrency: int) -> None:
-    """Steps 1 to 4 of one configuration (see the module's docstring)."""
+async def hold(result: Result, web: Web, redis_pid: int, fleet: Fleet) -> None:
+    """Steps 3 and 4 of one configuration, once its sockets are open (the module's docstring)."""
     label, pid, opening = result.config.label, web.pid, result.opening
-    await open_fleet(fleet, pid, opening, concurrency, label)
-    web.service.assert_alive()
-
     log(f"{label}: holding {opening.opened} sockets for {result.hold_s:.0f}s")
     begin = CpuMarks.take({"server": pid, "redis": redis_pid})
     pings0, bytes0 = fleet.pings(), fleet.bytes_in()
@@ -167,10 +118,7 @@ async def hold(result: Result, web: Web, redis_pid: int, fleet: Fleet, concurren
             f"{fleet.pings() - pings0} pings answered")  # fmt: skip
         last = mark
     done = CpuMarks.take({"server": pid, "redis": redis_pid})
-    result.held_s = done.at - begin.at
-    spent = begin.spent(done)
-    result.hold_server_cpu_s, result.hold_redis_cpu_s = spent["server"], spent["redis"]
-    result.hold_client_cpu_s = begin.own_spent(done)
+    result.hold = Window.between(begin, done)
     result.pings_hold = fleet.pings() - pings0
     result.wire_bytes_hold = fleet.bytes_in() - bytes0
     result.rss_end_kib = rss_kib(pid)
@@ -181,10 +129,10 @@ async def hold(result: Result, web: Web, redis_pid: int, fleet: Fleet, concurren
     if missing:
         result.dropped.append(f"{missing} more not open at the end")
     result.errors_hold = len(error_lines(web.service))
-    log(f"{label}: held {result.held_s:.0f}s: {result.still_open}/{opening.opened} still open, "
-        f"{len(fleet.dropped)} dropped; server CPU {result.hold_server_cpu_s:.2f}s "
-        f"({result.hold_server_cpu_s / result.minutes:.2f}s/min), redis "
-        f"{result.hold_redis_cpu_s:.2f}s; {result.pings_hold} pings answered; RSS "
+    log(f"{label}: held {result.hold.seconds:.0f}s: {result.still_open}/{opening.opened} open, "
+        f"{len(fleet.dropped)} dropped; server CPU {result.hold.server:.2f}s "
+        f"({result.hold.server / result.hold.minutes:.2f}s/min), redis "
+        f"{result.hold.redis:.2f}s; {result.pings_hold} pings answered; RSS "
         f"{result.rss_end_kib / 1024:.1f} MiB = "
         f"{opening.kib_per_socket_at(result.rss_end_kib):.1f} KiB/socket; "
         f"{result.errors_hold} error lines in the server log")  # fmt: skip
@@ -204,7 +152,7 @@ async def hold(result: Result, web: Web, redis_pid: int, fleet: Fleet, concurren
 
 
 def run_config(
-    config: Config,
+    config: ServerConfig,
     run: BenchRun,
     env: dict[str, str],
     redis_pid: int,
@@ -214,7 +162,7 @@ def run_config(
     wanted = args.sockets if config.full else args.sockets_small
     result = Result(config, Opening(wanted), hold_s=args.hold if config.full else args.hold_small)
 
-    def measure(web: Web) -> None:
+    def setup(web: Web) -> tuple[Fleet, Coroutine[Any, Any, None]]:
         # Sessions live in the database: one login per user serves every server of the run.
         for n in range(args.users):
             cookies.setdefault(f"bench-idle-{n}", cookie_header(web.login(f"bench-idle-{n}")))
@@ -223,16 +171,9 @@ def run_config(
             for n in range(args.users)
         ]
         fleet = Fleet(web.ws_url, headers, user_agent=BROWSER_UA)
-        with asyncio.Runner(loop_factory=new_loop) as runner:
-            try:
-                run_measurement(runner, hold(result, web, redis_pid, fleet, args.concurrency))
-            finally:
-                with contextlib.suppress(Exception):
-                    runner.run(fleet.close())
+        return fleet, hold(result, web, redis_pid, fleet)
 
-    served = serve(run, config.label, config.key, config.argv, env, measure)
-    result.error, result.errors_total = served.error, len(served.errors)
-    result.first_error = served.errors[0][:200] if served.errors else ""
+    measure_server(run, result, config.key, env, setup, args.concurrency)
     return result
 
 
@@ -249,13 +190,13 @@ METRICS: list[Metric[Result]] = [
     ("handshake+snapshot p50 ms", lambda r: percentile(r.opening.handshake_ms, 50), 0, True),
     ("handshake+snapshot p99 ms", lambda r: percentile(r.opening.handshake_ms, 99), 0, True),
     ("server CPU ms per socket opened", lambda r: r.opening.server_ms_per_socket, 2, True),
-    ("server CPU s/min while held", lambda r: r.hold_server_cpu_s / r.minutes, 2, False),
+    ("server CPU s/min while held", lambda r: r.hold.server / r.hold.minutes, 2, False),
     ("**server CPU s/min per 1000 idle sockets**",
-     lambda r: 1000 * r.per_socket_minute(r.hold_server_cpu_s), 3, True),
+     lambda r: 1000 * r.per_socket_minute(r.hold.server), 3, True),
     ("redis CPU s/min while held (mostly its own idle ticks)",
-     lambda r: r.hold_redis_cpu_s / r.minutes, 2, False),
+     lambda r: r.hold.redis / r.hold.minutes, 2, False),
     ("bench client CPU s/min per 1000 sockets",
-     lambda r: 1000 * r.per_socket_minute(r.hold_client_cpu_s), 3, True),
+     lambda r: 1000 * r.per_socket_minute(r.hold.own), 3, True),
     ("pings per socket per min (client count)", lambda r: r.per_socket_minute(r.pings_hold), 2,
      False),
     ("wire bytes in per socket to snapshot",
@@ -278,23 +219,23 @@ TEXTS: list[TextRow[Result]] = [
 def table(results: list[Result]) -> str:
     columns = [None if r.error and not r.opening.opened else r for r in results]
     baseline = next((r for r in columns if r is not None and r.config.key == "A"), None)
-    rows = [
-        ["sockets held / hold s"]
-        + [f"{r.opening.opened}/{r.opening.wanted} for {r.held_s:.0f}s" for r in results]
-    ]
-    rows += figure_rows(columns, baseline, METRICS) + text_rows(columns, TEXTS)  # fmt: skip
-    return markdown_table(["metric"] + [r.config.label for r in results], rows)
+    head: list[TextRow[Result]] = [
+        ("sockets held / hold s", lambda r: f"{r.opening.opened}/{r.opening.wanted} for "
+         f"{r.hold.seconds:.0f}s"),
+    ]  # fmt: skip
+    headers = ["metric"] + [r.config.label for r in results]
+    return harness.comparison(headers, columns, baseline, METRICS, TEXTS, head)
 
 
 def summary(result: Result) -> str:
     """The figures of one configuration in a sentence, as docs/performance.md quotes them."""
     o = result.opening
     return (
-        f"{result.config.label}: {o.opened} of {o.wanted} sockets opened, held {result.held_s:.0f}"
-        f" s: {o.kib_per_socket:.1f} KiB per socket when open, "
+        f"{result.config.label}: {o.opened} of {o.wanted} sockets opened, held "
+        f"{result.hold.seconds:.0f} s: {o.kib_per_socket:.1f} KiB per socket when open, "
         f"{o.kib_per_socket_at(result.rss_end_kib):.1f} at the end; {result.still_open} still "
         f"open, {len(result.dropped)} dropped, {result.errors_hold} server error lines; "
-        f"{1000 * result.per_socket_minute(result.hold_server_cpu_s):.2f} CPU-s per minute per "
+        f"{1000 * result.per_socket_minute(result.hold.server):.2f} CPU-s per minute per "
         "1,000 idle sockets."
     )
 
@@ -333,7 +274,8 @@ def seed_jobs(users: int, finished: int) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    only = [c.key for c in CONFIGS]
+    parser = harness.command_line(__doc__, "a smoke run: 500 sockets everywhere, held 10 s", only)
     add = parser.add_argument
     add("--sockets", "-N", type=int, default=10_000, help="sockets A holds (default 10000)")
     add("--hold", type=float, default=60.0, help="seconds A holds them (default 60)")
@@ -342,10 +284,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--concurrency", type=int, default=50, help="handshakes at a time (default 50)")
     add("--users", type=int, default=10, help="users the sockets belong to (default 10)")
     add("--jobs", type=int, default=10, help="finished jobs per user (default 10)")
-    add("--only", action="append", choices=[c.key for c in CONFIGS],
-        help="run only this configuration (repeatable)")  # fmt: skip
-    add("--quick", action="store_true", help="a smoke run: 500 sockets everywhere, held 10 s")
-    add("--keep", action="store_true", help="keep the temp dir (server logs)")
     args = parser.parse_args(argv)
     if args.quick:
         args.sockets = args.sockets_small = 500
@@ -359,22 +297,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    configs = [c for c in CONFIGS if not args.only or c.key in args.only]
+    configs = chosen(CONFIGS, args.only)
     # Children inherit the limit: the server needs one fd per socket, as does this client.
-    raise_fd_limit(max(args.sockets if c.full else args.sockets_small for c in configs) + 1024)
-    log(f"machine: {machine()}; code {code_version()}; configurations: "
+    harness.raise_fd_limit(
+        max(args.sockets if c.full else args.sockets_small for c in configs) + 1024
+    )
+    log(f"{harness.about()}; configurations: "
         f"{', '.join(c.label for c in configs)}; A: {args.sockets} sockets for {args.hold:.0f}s, "
-        f"B-D: {args.sockets_small} for {args.hold_small:.0f}s; {args.users} users; "
-        f"handshakes {args.concurrency} at a time")  # fmt: skip
+        f"B-D: {args.sockets_small} for {args.hold_small:.0f}s; {args.users} users with "
+        f"{args.jobs}+{UNFINISHED_JOBS} jobs; handshakes {args.concurrency} at a time")  # fmt: skip
     results: list[Result] = []
     began = time.monotonic()
     with bench_run("bench-idle-", args.keep) as run:
-        redis = run.redis()
-        env = django_env(run.workdir, redis, PROGRESS_MAX_SOCKETS="0")  # No cap per user.
-        log(f"migrate, collectstatic, {args.users} users with {args.jobs}+{UNFINISHED_JOBS} jobs")
-        migrate(env)
-        create_users(env, (f"bench-idle-{n}" for n in range(args.users)))
-        setup_django(env)
+        users = [f"bench-idle-{n}" for n in range(args.users)]
+        env, redis = local_stack(run, users, PROGRESS_MAX_SOCKETS="0")  # No cap per user.
         seed_jobs(args.users, args.jobs)
         assert redis.process is not None
         cookies: dict[str, str] = {}
@@ -383,27 +319,22 @@ def main(argv: list[str] | None = None) -> int:
     if run.interrupted:
         return 130
     print()
-    print(f"Idle sockets on one web process; {machine()}; {args.users} users, snapshot of "
+    print(f"Idle sockets on one web process; {harness.about()}; {args.users} users, snapshot of "
           f"{args.jobs}+{UNFINISHED_JOBS} jobs; handshakes {args.concurrency} at a time; run "
           f"took {time.monotonic() - began:.0f}s. Ratios (xN) are against A, from this run; "
-          f"per-socket and per-1000 figures make different N comparable. Code: "
-          f"{code_version()}.")  # fmt: skip
+          "per-socket and per-1000 figures make different N comparable.")  # fmt: skip
     print()
     print(table(results))
     print()
+    problems = [line for r in results for line in r.problems()]
     for r in results:
-        print(summary(r) if not r.error else f"{r.config.label} failed: {r.error}")
-    status = 0
-    for r in results:
-        status |= bool(r.error or r.opening.errors or r.dropped)
-        if r.opening.errors:
-            print(f"\n{r.config.label}: {len(r.opening.errors)} sockets failed to open: "
-                  f"{sorted(set(r.opening.errors))[:3]}")  # fmt: skip
-        if r.dropped:
-            print(f"\n{r.config.label}: {len(r.dropped)} sockets dropped: {r.dropped[:3]}")
+        if not r.error:
+            print(summary(r))
         if r.first_error:
-            print(f"\n{r.config.label}: first server error line: {r.first_error}")
-    return status
+            print(f"{r.config.label}: first server error line: {r.first_error}")
+    for line in problems:
+        print(f"\n{line}")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""In-process WebSocket clients: a fleet of logged-in sockets opened to their snapshot, and the
-server's memory read before and after (steps 1 and 2 of idle_sockets.py and asgi_servers.py).
+"""In-process WebSocket clients against one server at a time: a fleet of logged-in sockets
+opened to their snapshot, the server's memory around it (steps 1 and 2 of idle_sockets.py and
+asgi_servers.py), and one configuration's run from its server's start to its stop.
 
 fanout.py reads 20,000 frames/s, which wants the leaner clients of fanout_client.py in
 processes of their own; these are websockets' asyncio client, which also answers pings.
@@ -13,7 +14,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -21,7 +22,17 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import USER_AGENT
 from websockets.protocol import State
 
-from bench.harness import cpu_seconds, log, own_cpu_seconds, percentile, rss_kib
+from bench.harness import (
+    INTERRUPTED,
+    cpu_seconds,
+    log,
+    new_loop,
+    own_cpu_seconds,
+    percentile,
+    rss_kib,
+    run_measurement,
+)
+from bench.stack import BenchRun, Web, serve
 
 # Called with the socket, time.time() as a message after its snapshot arrives, and the message.
 OnMessage = Callable[["CountingConnection", float, str | bytes], None]
@@ -237,3 +248,79 @@ async def open_fleet(
         f"{percentile(opening.handshake_ms, 50):.0f} ms, p99 "
         f"{percentile(opening.handshake_ms, 99):.0f} ms); RSS {opening.rss_open_kib / 1024:.1f} "
         f"MiB = {opening.kib_per_socket:.1f} KiB/socket")  # fmt: skip
+
+
+# One configuration of a bench that runs its servers one after the other.
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    key: str
+    label: str
+    argv: Callable[[int], list[str]]  # the server's command line on a port
+    full: bool = True  # idle_sockets.py: the full count of sockets, or the small one
+
+
+def chosen(configs: Sequence[ServerConfig], only: list[str] | None) -> list[ServerConfig]:
+    """The configurations --only names (all without it), in their order."""
+    return [c for c in configs if not only or c.key in only]
+
+
+@dataclasses.dataclass
+class ServerResult:
+    """What every configuration's run records, besides its own figures."""
+
+    config: ServerConfig
+    opening: Opening
+    dropped: list[str] = dataclasses.field(default_factory=list)
+    errors_total: int = 0
+    first_error: str = ""
+    error: str | None = None
+
+    def problems(self, dropped: str = "dropped") -> list[str]:
+        """What went wrong, a line each: the run failed, sockets failed to open or closed."""
+        label, errors = self.config.label, self.opening.errors
+        lines = [f"{label} failed: {self.error}"] if self.error else []
+        if errors:
+            lines.append(
+                f"{label}: {len(errors)} sockets failed to open: {sorted(set(errors))[:3]}"
+            )
+        if self.dropped:
+            lines.append(f"{label}: {len(self.dropped)} sockets {dropped}: {self.dropped[:3]}")
+        return lines
+
+
+# Makes a configuration's fleet once its server answers, and what to measure once it is open.
+Setup = Callable[[Web], tuple[Fleet, Coroutine[Any, Any, None]]]
+
+
+def measure_server(
+    run: BenchRun, result: ServerResult, name: str, env: dict[str, str], setup: Setup,
+    concurrency: int, handshake: bool = False,
+) -> None:  # fmt: skip
+    """One configuration on a server of its own: steps 1 and 2 (open_fleet) with the fleet
+    `setup(web)` makes, then the rest of its measurement, on a loop of their own; then the
+    sockets close (with closing handshakes if `handshake` and not interrupted) and the server
+    stops."""
+
+    async def steps(web: Web, fleet: Fleet, rest: Coroutine[Any, Any, None]) -> None:
+        try:
+            await open_fleet(fleet, web.pid, result.opening, concurrency, result.config.label)
+            web.service.assert_alive()
+        except BaseException:
+            rest.close()  # Never started: no "never awaited" warning.
+            raise
+        await rest
+
+    def measure(web: Web) -> None:
+        fleet, rest = setup(web)
+        with asyncio.Runner(loop_factory=new_loop) as runner:
+            try:
+                run_measurement(runner, steps(web, fleet, rest))
+            finally:
+                with contextlib.suppress(Exception):
+                    runner.run(fleet.close(handshake and not INTERRUPTED.is_set()))
+
+    served = serve(run, result.config.label, name, result.config.argv, env, measure)
+    result.error, result.errors_total = served.error, len(served.errors)
+    result.first_error = served.errors[0][:200] if served.errors else ""

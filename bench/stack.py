@@ -106,6 +106,23 @@ def setup_django(env: dict[str, str]) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+def local_stack(
+    run: BenchRun, users: Iterable[str] = (), static: bool = True, **settings: str
+) -> tuple[dict[str, str], RedisServer]:
+    """A private redis-server, a migrated database (and static files if `static`) with
+    `users`, and Django set up in this process on them, as a worker has it; `settings` are
+    more of the stack's settings. Returns the stack's environment and its redis-server."""
+    redis = run.redis()
+    env = django_env(run.workdir, redis, **settings)
+    names = list(users)
+    log(f"migrate{', collectstatic' if static else ''}, {len(names)} users")
+    migrate(env, static)
+    if names:
+        create_users(env, names)
+    setup_django(env)
+    return env, redis
+
+
 # A web server of the run.
 
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.harness import CpuMarks, fmt, log
+from bench.harness import CpuMarks, Window, fmt, log
 from bench.stack import PASSWORD
 
 MEMBER = "bench-member"
@@ -60,13 +60,11 @@ class PathRun:
 
     key: str
     label: str
-    updates: int = 0
-    wall_s: float = 0.0
-    caller_s: float = 0.0
-    cpu_s: float = 0.0
-    redis_cpu_s: float = 0.0
-    delivered: int = 0
     note: str = ""
+    updates: int = 0
+    window: Window = dataclasses.field(default_factory=Window)  # own: this process, all threads
+    caller_s: float = 0.0
+    delivered: int = 0
 
     def per_update_us(self, seconds: float) -> float:
         return seconds * 1e6 / self.updates if self.updates else math.nan
@@ -281,17 +279,18 @@ def publish_paths(updates: int, jobs: Jobs, url: str, redis_pid: int) -> list[Pa
         begin = CpuMarks.take({"redis": redis_pid})
         for i in range(WARMUP + 1, WARMUP + updates + 1):
             run.caller_s += send(job, i)
-        end = CpuMarks.take({"redis": redis_pid})
-        run.wall_s, run.cpu_s = end.at - begin.at, begin.own_spent(end)
-        run.redis_cpu_s, run.updates = begin.spent(end)["redis"], updates
+        run.window, run.updates = (
+            Window.between(begin, CpuMarks.take({"redis": redis_pid})),
+            updates,
+        )
         if member is not None:
             seqs = member.take(str(job.id))
             run.delivered = len(seqs)
             if seqs != sorted(seqs):
                 run.note += "; OUT OF ORDER"
-        log(f"{label}: {run.per_update_us(run.wall_s):.0f} µs/update, CPU "
-            f"{run.per_update_us(run.cpu_s):.0f} µs/update, {run.delivered}/{updates} delivered "
-            "to the member")  # fmt: skip
+        log(f"{label}: {run.per_update_us(run.window.seconds):.0f} µs/update, CPU "
+            f"{run.per_update_us(run.window.own):.0f} µs/update, {run.delivered}/{updates} "
+            "delivered to the member")  # fmt: skip
     return results
 
 
@@ -307,10 +306,8 @@ def round_trips(count: int, url: str, redis_pid: int) -> list[PathRun]:
         run = PathRun("r", label, updates=count, note=note)
         begin = CpuMarks.take({"redis": redis_pid})
         pings(count)
-        end = CpuMarks.take({"redis": redis_pid})
-        run.wall_s, run.cpu_s = end.at - begin.at, begin.own_spent(end)
-        run.redis_cpu_s = begin.spent(end)["redis"]
-        log(f"{label}: {run.per_update_us(run.cpu_s):.0f} µs of process CPU per round trip")
+        run.window = Window.between(begin, CpuMarks.take({"redis": redis_pid}))
+        log(f"{label}: {run.per_update_us(run.window.own):.0f} µs of process CPU per round trip")
         return run
 
     blocking = redis.Redis.from_url(url)
@@ -349,11 +346,11 @@ def path_table(results: list[PathRun]) -> str:
         if not r.updates:
             rows.append(f"| {r.label} | - | - | - | - | - | - | - | {r.note} |")
             continue
-        wall, cpu = r.per_update_us(r.wall_s), r.per_update_us(r.cpu_s)
+        wall, cpu = r.per_update_us(r.window.seconds), r.per_update_us(r.window.own)
         rows.append(
-            f"| {r.label} | {fmt(wall, 0)} | {against(wall, lambda b: b.wall_s)} | "
+            f"| {r.label} | {fmt(wall, 0)} | {against(wall, lambda b: b.window.seconds)} | "
             f"{fmt(r.per_update_us(r.caller_s), 0)} | {fmt(cpu, 0)} | "
-            f"{against(cpu, lambda b: b.cpu_s)} | {fmt(r.per_update_us(r.redis_cpu_s), 0)} | "
+            f"{against(cpu, lambda b: b.window.own)} | {fmt(r.per_update_us(r.window.redis), 0)} | "
             f"{r.delivered}/{r.updates} | {r.note} |"
         )
     return "\n".join(rows)
@@ -361,15 +358,15 @@ def path_table(results: list[PathRun]) -> str:
 
 def trip_table(trips: list[PathRun]) -> str:
     """CPU per Redis round trip, with ratios against blocking redis-py's (the first)."""
-    base = trips[0].per_update_us(trips[0].cpu_s) if trips else math.nan
+    base = trips[0].per_update_us(trips[0].window.own) if trips else math.nan
     rows = [
         "| round trip (PING) | µs wall | process CPU µs | x blocking | redis CPU µs | note |",
         "|---|---:|---:|---:|---:|---|",
     ]
     for r in trips:
-        cpu = r.per_update_us(r.cpu_s)
+        cpu = r.per_update_us(r.window.own)
         rows.append(
-            f"| {r.label} | {fmt(r.per_update_us(r.wall_s), 0)} | {fmt(cpu, 0)} | "
-            f"{fmt(cpu / base, 1)} | {fmt(r.per_update_us(r.redis_cpu_s), 0)} | {r.note} |"
+            f"| {r.label} | {fmt(r.per_update_us(r.window.seconds), 0)} | {fmt(cpu, 0)} | "
+            f"{fmt(cpu / base, 1)} | {fmt(r.per_update_us(r.window.redis), 0)} | {r.note} |"
         )
     return "\n".join(rows)

@@ -29,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # Run as a script.
 
-from bench.harness import code_version, fmt, log, machine
-from bench.stack import bench_run, django_env, migrate, setup_django
+from bench.harness import code_version, command_line, fmt, log, machine
+from bench.stack import bench_run, local_stack
 from bench.worker_paths import Jobs, path_table, publish_paths, round_trips, trip_table
 from devstack.processes import wait_for
 
@@ -159,11 +159,10 @@ def hot_table(runs: dict[str, list[HotRun]], n: int, throttle: float) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = command_line(__doc__, "n=100,000, U=200, 3 rounds")
     parser.add_argument("--calls", "-n", type=int, default=1_000_000, help="hot-loop calls")
     parser.add_argument("--updates", "-U", type=int, default=500, help="updates per path")
     parser.add_argument("--rounds", type=int, default=5, help="hot-loop rounds (default 5)")
-    parser.add_argument("--quick", action="store_true", help="n=100,000, U=200, 3 rounds")
     args = parser.parse_args(argv)
     if args.quick:
         args.calls, args.updates, args.rounds = 100_000, 200, 3
@@ -175,12 +174,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     log(f"machine: {machine()}; n={args.calls:,} calls, U={args.updates} updates per path")
-    with bench_run("bench-worker-") as run:
-        redis = run.redis()
-        env = django_env(run.workdir, redis)
-        log("migrate")
-        migrate(env, static=False)
-        setup_django(env)
+    with bench_run("bench-worker-", args.keep) as run:
+        _env, redis = local_stack(run, static=False)
         from channels.layers import get_channel_layer
 
         from progress.conf import progress_settings
