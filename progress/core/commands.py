@@ -26,9 +26,7 @@ from progress.exceptions import (
 )
 from progress.jsonlog import about
 from progress.models import Job
-from progress.protocol.states import (
-    State,
-)
+from progress.protocol.states import RETRYABLE_STATES, State
 
 logger = logging.getLogger(__name__)
 
@@ -118,10 +116,6 @@ def cancel(user: User, job_id: object) -> Job:
     return job
 
 
-# The final states a user may launch again; a job that succeeded is done.
-_RETRYABLE = frozenset({State.FAILURE, State.REVOKED})
-
-
 def retry(user: User, job_id: object) -> Job:
     """Runs when a user retries a job (POST /api/jobs/<id>/retry/, or another app's code):
     launches a visible FAILURE or REVOKED job again, the same task and params for the
@@ -135,7 +129,7 @@ def retry(user: User, job_id: object) -> Job:
     if job.parent_id is not None:
         raise NotRetryable("A part of a group job cannot be retried on its own.")
     state, _seq = current_state(job)
-    if state.state not in _RETRYABLE:
+    if state.state not in RETRYABLE_STATES:
         raise NotRetryable(
             f"Only a failed or cancelled job can be retried; this one is {state.state}."
         )

@@ -26,6 +26,9 @@ class State(enum.StrEnum):
 
 FINAL_STATES = frozenset({State.SUCCESS, State.FAILURE, State.REVOKED})
 
+# The final states a user may launch again (retry); a job that succeeded is done.
+RETRYABLE_STATES = frozenset({State.FAILURE, State.REVOKED})
+
 
 # The longest `message` a job carries, live and stored alike.
 MAX_MESSAGE_LENGTH = 500

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from progress.protocol.frames import Action, CloseCode, ErrorCode, EventType
-from progress.protocol.states import FINAL_STATES, State
+from progress.protocol.states import FINAL_STATES, RETRYABLE_STATES, State
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "progress" / "static" / "progress" / "protocol.js"
@@ -76,19 +76,24 @@ def test_each_enum_has_the_same_names_and_values_in_js(exports: dict[str, Any], 
     assert not problems, "\n".join(problems)
 
 
-def test_the_final_states_are_the_same_in_js(exports: dict[str, Any]) -> None:
-    js = exports.get("FINAL_STATES")
-    assert isinstance(js, list), f"protocol.js exports FINAL_STATES as {js!r}, not a list"
-    python = {state.value for state in FINAL_STATES}
-    problems = [f"protocol.js's FINAL_STATES lacks {s!r}" for s in sorted(python - set(js))]
+@pytest.mark.parametrize(
+    ("name", "states"), [("FINAL_STATES", FINAL_STATES), ("RETRYABLE_STATES", RETRYABLE_STATES)]
+)
+def test_the_sets_of_states_are_the_same_in_js(
+    exports: dict[str, Any], name: str, states: frozenset[State]
+) -> None:
+    js = exports.get(name)
+    assert isinstance(js, list), f"protocol.js exports {name} as {js!r}, not a list"
+    python = {state.value for state in states}
+    problems = [f"protocol.js's {name} lacks {s!r}" for s in sorted(python - set(js))]
     extra = [state for state in js if state not in python]
     if extra:
-        problems.append(f"protocol.js's FINAL_STATES has {extra}, not final in Python")
+        problems.append(f"protocol.js's {name} has {extra}, not in Python's")
     if len(js) != len(set(js)):
-        problems.append(f"protocol.js's FINAL_STATES repeats a state: {js}")
+        problems.append(f"protocol.js's {name} repeats a state: {js}")
     assert not problems, "\n".join(problems)
 
 
 def test_js_exports_no_protocol_name_python_lacks(exports: dict[str, Any]) -> None:
-    extra = sorted(set(exports) - set(ENUMS) - {"FINAL_STATES"})
+    extra = sorted(set(exports) - set(ENUMS) - {"FINAL_STATES", "RETRYABLE_STATES"})
     assert not extra, f"protocol.js exports {extra}, which no Python enum of the protocol has"

@@ -1,8 +1,8 @@
 // Job store: the newest known state per job, by the protocol's seq rule (protocol.js).
 
-import { isNewer, State } from "./protocol.js";
+import { isNewer, RETRYABLE_STATES } from "./protocol.js";
 
-export const RETRYABLE_STATES = Object.freeze([State.FAILURE, State.REVOKED]);
+export { RETRYABLE_STATES };
 
 // A part of a group job is run by its group, never on its own.
 export function canRetry(job) {

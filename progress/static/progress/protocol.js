@@ -15,6 +15,9 @@ export const State = Object.freeze({
 // The states nothing follows (FINAL_STATES).
 export const FINAL_STATES = Object.freeze([State.SUCCESS, State.FAILURE, State.REVOKED]);
 
+// The final states a user may launch again (RETRYABLE_STATES).
+export const RETRYABLE_STATES = Object.freeze([State.FAILURE, State.REVOKED]);
+
 // The `type` of a frame the server sends (EventType).
 export const EventType = Object.freeze({
   SNAPSHOT: "snapshot",

@@ -1,8 +1,7 @@
 // Statements page: says when a statement being built is ready, through progress's watch() API.
 
 import { watch } from "../progress/client.js";
-
-const FINAL = new Set(["SUCCESS", "FAILURE", "REVOKED"]);
+import { isFinal, State } from "../progress/protocol.js";
 
 function start(root) {
   const notice = root.querySelector("[data-live-notice]");
@@ -13,11 +12,11 @@ function start(root) {
     watch(jobId, {
       onFinish(job) {
         // The page was open while it ran: news, unlike statements already done at load.
-        if (!FINAL.has(job.state) || card.hasAttribute("data-done-at-load")) return;
-        notice.textContent = job.state === "SUCCESS" ? `Your statement for ${month} is ready.` : `Your statement for ${month} ended ${job.state}.`;
+        if (!isFinal(job.state) || card.hasAttribute("data-done-at-load")) return;
+        notice.textContent = job.state === State.SUCCESS ? `Your statement for ${month} is ready.` : `Your statement for ${month} ended ${job.state}.`;
       },
       onUpdate(job) {
-        if (!card.hasAttribute("data-seen") && FINAL.has(job.state)) card.setAttribute("data-done-at-load", "");
+        if (!card.hasAttribute("data-seen") && isFinal(job.state)) card.setAttribute("data-done-at-load", "");
         card.setAttribute("data-seen", "");
       },
     });
