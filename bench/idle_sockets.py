@@ -241,10 +241,12 @@ def summary(result: Result) -> str:
 
 
 def seed_jobs(users: int, finished: int) -> None:
-    """Gives each user finished and unfinished jobs, so the snapshot is like a real tab's."""
+    """Gives each user finished and unfinished jobs, so the snapshot is like a real tab's; the
+    unfinished ones run in live workers, as far as the service can tell."""
     from django.contrib.auth.models import User
     from django.utils import timezone
 
+    from progress.core.publisher import get_publisher
     from progress.models import Job
 
     now = timezone.now()
@@ -271,6 +273,11 @@ def seed_jobs(users: int, finished: int) -> None:
                 )
             )
     Job.objects.bulk_create(jobs)
+    # Their workers would renew these leases; without them the web's sweep would end the
+    # unfinished jobs as lost mid-hold and send every socket their final states.
+    unfinished = [str(job.id) for job in jobs if job.state == "PROGRESS"]
+    publisher = get_publisher()
+    publisher.call(publisher.store.renew_leases(unfinished, ttl=24 * 3600))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
