@@ -1,0 +1,1 @@
+"""Benchmarks of the real service (docs/performance.md): run each script from the repo root."""

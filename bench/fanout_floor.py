@@ -1,5 +1,7 @@
-"""The fan-out scenario on the floor: bench/floor.py's forwarder and publisher, run as the
-target of each scenario, for the baseline every other column is a ratio of."""
+"""The fan-out scenario on the floor: bench/floor.py's forwarder and publisher as its target.
+
+Every other column of the fan-out's tables is a ratio of the floor's, from the same run.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""The fan-out scenario as celery-progress does it: M pollers GET the job every 500 ms, against
-the redis stack's web process, while the real job runs."""
+"""The fan-out scenario as celery-progress polls: M pollers GET the job every 500 ms.
+
+They poll the redis stack's web process while the real job runs; one WebSocket watches the job
+too, to count the states it publishes.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""The fan-out scenario's report: a table per scenario with ratios against the floor, then each
-layer against the floor and polling in a line, and whether the clients kept up; all in-run."""
+"""The fan-out scenario's report: tables with ratios against the floor, then a summary.
+
+A table per scenario, then each layer against the floor and polling in a line, and whether the
+clients kept up: every ratio is of figures of the same run.
+"""
 
 from __future__ import annotations
 

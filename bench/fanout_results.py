@@ -1,5 +1,4 @@
-"""The fan-out scenario's records: its parts, what one run measured, and how the clients'
-records of frames become its figures (fanout.py)."""
+"""The fan-out scenario's records: one run's figures, and how the clients' records become them."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""The fan-out scenario over WebSockets: the fanout_client.py processes that hold the sockets,
-the wait for every final state, and one run against a target, the floor's or ours."""
+"""The fan-out scenario over WebSockets: the client processes, the wait, one run of a target.
+
+The fanout_client.py processes hold the sockets; a run waits for every final state, against a
+target that is the floor's or ours.
+"""
 
 from __future__ import annotations
 

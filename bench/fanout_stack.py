@@ -1,5 +1,8 @@
-"""The fan-out scenario on ours: one channel layer's stack (a private redis-server, SQLite, the
-Procfile's web and Celery worker), the owners who launch and read its jobs, and its runs."""
+"""The fan-out scenario on ours: one channel layer's stack, its jobs' owners, and its runs.
+
+The stack is a private redis-server, SQLite, and the Procfile's web process and Celery worker;
+the owners launch and read its jobs over the API.
+"""
 
 from __future__ import annotations
 

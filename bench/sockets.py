@@ -1,6 +1,8 @@
-"""In-process WebSocket clients against one server at a time: a fleet of logged-in sockets
-opened to their snapshot, the server's memory around it (steps 1 and 2 of idle_sockets.py and
-asgi_servers.py), and one configuration's run from its server's start to its stop.
+"""In-process WebSocket clients against one server at a time, and one configuration's run.
+
+A fleet of logged-in sockets opened to their snapshot, the server's memory around it (steps 1
+and 2 of idle_sockets.py and asgi_servers.py), and one configuration's run from its server's
+start to its stop.
 
 fanout.py reads 20,000 frames/s, which wants the leaner clients of fanout_client.py in
 processes of their own; these are websockets' asyncio client, which also answers pings.
