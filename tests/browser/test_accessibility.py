@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.helpers.browser import log_in, serious_violations, shoot
+from tests.helpers.browser import Scheme, log_in, serious_violations, shoot
 from tests.helpers.stack import Stack, csrf, launch
 
 pytestmark = pytest.mark.browser
@@ -46,9 +46,9 @@ LIVE_OR_STATIC = """() => {
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_no_page_has_a_serious_accessibility_violation(
-    stack: Stack, browser: Browser, scheme: str
+    stack: Stack, browser: Browser, scheme: Scheme
 ) -> None:
-    context = browser.new_context(color_scheme=scheme)  # type: ignore[arg-type]
+    context = browser.new_context(color_scheme=scheme)
     page = context.new_page()
     page.goto(f"{stack.base_url}/accounts/login/")
     found = {"login": serious_violations(page)}
@@ -91,7 +91,7 @@ def test_at_phone_width_pages_fit_the_screen(
 def test_dark_mode_follows_the_system(stack: Stack, browser: Browser) -> None:
     colours = {}
     for scheme in ("light", "dark"):
-        context = browser.new_context(color_scheme=scheme)  # type: ignore[arg-type]
+        context = browser.new_context(color_scheme=scheme)
         page = context.new_page()
         log_in(page, stack, "alice")
         colours[scheme] = page.evaluate("() => getComputedStyle(document.body).backgroundColor")

@@ -5,16 +5,24 @@ from __future__ import annotations
 
 import json
 import re
+from typing import TypedDict
 
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from tests.helpers.browser import launch_count, log_in, serious_violations
+from tests.helpers.browser import Scheme, launch_count, log_in, serious_violations
 from tests.helpers.stack import Stack
 
 pytestmark = pytest.mark.browser
 
-FAILING = {"steps": 3, "delay": 0.05, "fail_at": 2}
+
+class Failing(TypedDict):
+    steps: int
+    delay: float
+    fail_at: int
+
+
+FAILING: Failing = {"steps": 3, "delay": 0.05, "fail_at": 2}
 
 
 def by_id(page: Page, job_id: str | None) -> Locator:
@@ -133,10 +141,10 @@ def test_retry_from_the_dashboard_and_the_job_page_then_find_both_in_the_history
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_the_history_has_no_serious_accessibility_violation(
-    stack: Stack, browser: Browser, scheme: str
+    stack: Stack, browser: Browser, scheme: Scheme
 ) -> None:
     stack.create_users({f"retry-axe-{scheme}": False})
-    context = browser.new_context(color_scheme=scheme)  # type: ignore[arg-type]
+    context = browser.new_context(color_scheme=scheme)
     page = context.new_page()
     log_in(page, stack, f"retry-axe-{scheme}")
     done = launched(page, steps=2, delay=0.01)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
@@ -17,6 +17,9 @@ from tests.helpers.stack import PASSWORD, Stack
 from tests.support import ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+# The colour schemes the pages are checked in, as Browser.new_context(color_scheme=) takes them.
+Scheme = Literal["light", "dark"]
 
 
 # The machine has no internet: without these, Chromium keeps trying to reach Google.

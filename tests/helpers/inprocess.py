@@ -6,7 +6,8 @@ import asyncio
 import json
 import os
 import time
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
 from channels.routing import URLRouter
 from channels.testing.websocket import WebsocketCommunicator
@@ -16,6 +17,8 @@ from progress.core.publisher import get_publisher
 from progress.models import Job
 from progress.protocol.states import JobState, State
 from progress.routing import websocket_urlpatterns
+
+T = TypeVar("T")
 
 
 def state_of(job: Job, state: State = State.PROGRESS, current: float = 1) -> JobState:
@@ -50,6 +53,19 @@ async def publish(job: Job, state: State, current: float = 1) -> int | None:
 async def send(communicator: WebsocketCommunicator, payload: Any) -> dict[str, Any]:
     await communicator.send_to(text_data=json.dumps(payload))
     return await frame(communicator)
+
+
+async def awaited(awaitable: Awaitable[T]) -> T:
+    """`awaitable` as the coroutine Publisher.call() and acall() take: redis-py types its
+    asyncio commands as returning an Awaitable."""
+    return await awaitable
+
+
+def generator(iterator: AsyncIterator[T]) -> AsyncGenerator[T]:
+    """`iterator` as the async generator it is, for aclose() and contextlib.aclosing():
+    progress's streams are async generators declared as AsyncIterator."""
+    assert isinstance(iterator, AsyncGenerator), iterator
+    return iterator
 
 
 # Fixtures (a user, a job) are shared by every example of a test: nothing here changes them

@@ -115,10 +115,12 @@ class Nginx:
             self.workdir / "nginx.log",
         )  # fmt: skip
         service = self.service
-        wait_for(
-            lambda: service.assert_alive() or httpx.get(f"{self.base_url}/accounts/login/"),
-            timeout=15,
-        )
+
+        def answers() -> httpx.Response:
+            service.assert_alive()
+            return httpx.get(f"{self.base_url}/accounts/login/")
+
+        wait_for(answers, timeout=15)
         return self
 
     def stop(self) -> None:

@@ -102,7 +102,14 @@ class Stack:
             {**self.env, **env}, self._log("worker"),
         )  # fmt: skip
         worker = self.worker
-        wait_for(lambda: "ready." in worker.output() or worker.assert_alive(), timeout=60)
+
+        def ready() -> bool:
+            if "ready." in worker.output():
+                return True
+            worker.assert_alive()
+            return False
+
+        wait_for(ready, timeout=60)
         return worker
 
     def start_web(self, *args: str, **env: str) -> Service:
@@ -116,7 +123,12 @@ class Stack:
             {**self.env, **env}, self._log("web"),
         )  # fmt: skip
         web = self.web
-        wait_for(lambda: web.assert_alive() or self._answers(), timeout=30)
+
+        def answers() -> bool:
+            web.assert_alive()
+            return self._answers()
+
+        wait_for(answers, timeout=30)
         return web
 
     def _answers(self) -> bool:

@@ -10,6 +10,7 @@ from django.contrib.auth.models import User
 
 from progress.core.publisher import get_publisher
 from progress.models import Job
+from tests.helpers.inprocess import awaited
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +30,7 @@ def fresh_channel_layer() -> Iterator[None]:
 def clean_redis() -> Iterator[None]:
     """Each test starts with empty job states, groups and socket counts."""
     publisher = get_publisher()
-    publisher.call(publisher.store.redis.flushdb())
+    publisher.call(awaited(publisher.store.redis.flushdb()))
     yield
 
 

@@ -27,7 +27,7 @@ from progress.protocol.states import State
 from progress.web.aio import run_eagerly
 from progress.web.hub import get_hub
 from progress.web.outbox import Outbox
-from tests.helpers.inprocess import app, connect, frame, publish, state_of
+from tests.helpers.inprocess import app, awaited, connect, frame, generator, publish, state_of
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -137,7 +137,7 @@ async def test_many_sockets_of_a_user_share_one_group_member_in_redis(
     hub = await get_hub()
     assert hub.listeners(user_group(alice.pk)) == 3
     members = await get_publisher().acall(
-        get_publisher().store.redis.zrange(layer._group_key(user_group(alice.pk)), 0, -1)
+        awaited(get_publisher().store.redis.zrange(layer._group_key(user_group(alice.pk)), 0, -1))
     )
     assert members == [hub.channel]
     await publish(job, State.PROGRESS, 7)
@@ -165,7 +165,7 @@ async def test_an_sse_stream_and_a_socket_share_the_hub(alice: User, job: Job) -
 
     socket = await connect(alice)
     await frame(socket)
-    events = job_events(job)
+    events = generator(job_events(job))
     first = await asyncio.wait_for(anext(events), 5)
     assert first.startswith("id: 0\n")
     await publish(job, State.STARTED)
@@ -218,10 +218,12 @@ async def test_sockets_closing_together_all_free_their_places(alice: User) -> No
         for socket in sockets:
             await frame(socket)
         publisher = get_publisher()
-        counted = publisher.store.redis.zcard(sockets_key(alice.pk))
+        counted = awaited(publisher.store.redis.zcard(sockets_key(alice.pk)))
         assert await publisher.acall(counted) == 30
         await asyncio.gather(*(socket.disconnect() for socket in sockets))
-        assert await publisher.acall(publisher.store.redis.zcard(sockets_key(alice.pk))) == 0
+        assert (
+            await publisher.acall(awaited(publisher.store.redis.zcard(sockets_key(alice.pk)))) == 0
+        )
         again = await connect(alice)
         assert (await frame(again))["type"] == "snapshot"
         await again.disconnect()
@@ -245,7 +247,9 @@ async def test_a_socket_outlives_the_layers_group_expiry(alice: User, job: Job) 
 
         async def renewed_after(moment: float) -> None:
             while True:
-                score = await publisher.acall(publisher.store.redis.zscore(key, hub.channel))
+                score = await publisher.acall(
+                    awaited(publisher.store.redis.zscore(key, hub.channel))
+                )
                 if score is not None and score >= moment:
                     return
                 await asyncio.sleep(0.1)
@@ -313,7 +317,7 @@ async def test_after_redis_loses_its_data_the_hub_rejoins_its_groups_and_resyncs
         assert (await frame(socket))["type"] == "snapshot"
         recoveries = value("progress_hub_recoveries_total")
         publisher = get_publisher()
-        await publisher.acall(publisher.store.redis.flushdb())
+        await publisher.acall(awaited(publisher.store.redis.flushdb()))
         # Published while the group is gone: only the resync can bring it.
         await publish(job, State.PROGRESS, 3)
         assert (await frame(socket))["job"]["current"] == 3
@@ -321,7 +325,7 @@ async def test_after_redis_loses_its_data_the_hub_rejoins_its_groups_and_resyncs
         # The group is joined again: the next state comes the usual way.
         await publish(job, State.PROGRESS, 4)
         assert (await frame(socket))["job"]["current"] == 4
-        counted = await publisher.acall(publisher.store.redis.zcard(sockets_key(alice.pk)))
+        counted = await publisher.acall(awaited(publisher.store.redis.zcard(sockets_key(alice.pk))))
         assert counted == 1
         await socket.disconnect()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -20,6 +21,7 @@ from progress.core.publisher import get_publisher
 from progress.models import Job
 from progress.protocol.states import State
 from progress.worker.reporter import JobReporter, activate, deactivate
+from tests.helpers.inprocess import awaited
 from tests.support import wait_for
 from workers.demo import count
 
@@ -28,19 +30,20 @@ pytestmark = pytest.mark.django_db
 UNTHROTTLED = override_settings(PROGRESS={"REDIS_URL": os.environ["REDIS_URL"], "THROTTLE": 0})
 
 
-def latest(job_id: object) -> dict[str, object]:
+def latest(job_id: object) -> dict[str, Any]:
     publisher = get_publisher()
     found = publisher.call(publisher.store.get_many([str(job_id)]))[str(job_id)]
-    state: dict[str, object] = json.loads(found.json)
+    state: dict[str, Any] = json.loads(found.json)
     return state
 
 
-def shows(job_id: object, **expected: object) -> dict[str, object]:
+def shows(job_id: object, **expected: object) -> dict[str, Any]:
     """The job's published state once it shows `expected`."""
 
-    def matches() -> dict[str, object] | None:
+    def matches() -> dict[str, Any]:
+        # Empty (falsy, so wait_for polls on) until it shows them.
         state = latest(job_id)
-        return state if all(state.get(k) == v for k, v in expected.items()) else None
+        return state if all(state.get(k) == v for k, v in expected.items()) else {}
 
     return wait_for(matches, timeout=5)
 
@@ -113,10 +116,10 @@ def test_an_update_costs_the_same_with_two_parts_or_two_hundred(alice: User) -> 
             deactivate(token)
         part = started(ids[0])
         shows(job.pk, message=f"0 of {parts} parts done")
-        get_publisher().call(redis.config_resetstat())
+        get_publisher().call(awaited(redis.config_resetstat()))
         part.update(3, 10, None)
         shows(job.pk, current=3)
-        stats = get_publisher().call(redis.info("commandstats"))
+        stats = get_publisher().call(awaited(redis.info("commandstats")))
         # Everything but the test's own reads (HMGET of states, INFO) and the reset.
         skip = {"cmdstat_hmget", "cmdstat_info", "cmdstat_config|resetstat"}
         return sum(int(v["calls"]) for k, v in stats.items() if k not in skip)
@@ -181,7 +184,7 @@ def test_cancelling_the_group_cancels_its_unfinished_parts(group_job: Job, alice
 
 def test_run_group_refuses_what_it_cannot_run(group_job: Job) -> None:
     with pytest.raises(ProgressError, match="Celery signature"):
-        run_group(["demo.count"])  # type: ignore[list-item]
+        run_group(["demo.count"])
     with pytest.raises(ProgressError, match="not JSON"):
         run_group([count.s(steps=object())])
     with pytest.raises(ProgressError, match="2 parts but 1 units"):

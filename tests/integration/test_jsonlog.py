@@ -71,7 +71,10 @@ def test_a_traceback_goes_to_exc_never_into_the_message(lines: Lines) -> None:
 def test_settings_configure_the_console_with_the_filter_and_the_chosen_format() -> None:
     from django.conf import settings
 
-    console = settings.LOGGING["handlers"]["console"]
-    assert console["formatter"] in settings.LOGGING["formatters"]
+    # dictConfig's schema, as django-stubs types LOGGING (the project's own settings module
+    # infers dict[str, object] from its literal).
+    config: dict[str, Any] = settings.LOGGING
+    console = config["handlers"]["console"]
+    assert console["formatter"] in config["formatters"]
     assert console["filters"] == ["job_context"]
-    assert settings.LOGGING["formatters"]["json"]["()"] == "progress.jsonlog.JsonFormatter"
+    assert config["formatters"]["json"]["()"] == "progress.jsonlog.JsonFormatter"

@@ -66,9 +66,9 @@ def test_no_token_configured_means_no_endpoint() -> None:
 @pytest.mark.django_db
 @pytest.mark.parametrize("header", [None, "Bearer wrong", f"Basic {TOKEN}", TOKEN, "Bearer"])
 def test_a_request_without_the_token_gets_401(header: str | None) -> None:
-    extra = {} if header is None else {"HTTP_AUTHORIZATION": header}
+    headers = {} if header is None else {"Authorization": header}
     with progress():
-        response = Client().get("/metrics/", **extra)
+        response = Client().get("/metrics/", headers=headers)
     assert response.status_code == 401
     assert response["WWW-Authenticate"].startswith("Bearer")
     assert b"progress_" not in response.content

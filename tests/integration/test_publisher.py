@@ -16,7 +16,7 @@ from progress.core.store import CLIENT_NAME
 from progress.models import Job
 from progress.protocol.layer import user_group
 from progress.protocol.states import State
-from tests.helpers.inprocess import state_of
+from tests.helpers.inprocess import awaited, state_of
 
 pytestmark = pytest.mark.django_db
 
@@ -114,7 +114,7 @@ def test_a_batch_is_numbered_even_after_redis_forgot_the_script(alice: User) -> 
     """As after a Redis restart: the numbering script must be loaded again, once."""
     first, second = (Job.objects.create(owner=alice, task="demo.count") for _ in range(2))
     store = get_publisher().store
-    get_publisher().call(store.redis.script_flush())
+    get_publisher().call(awaited(store.redis.script_flush()))
     saved = get_publisher().call(
         store.save_many(
             [(state_of(first, State.STARTED), 0, 0), (state_of(second, State.STARTED), 0, 0)]

@@ -15,7 +15,7 @@ from progress.core import machine, maintenance, reads
 from progress.core.publisher import get_publisher
 from progress.models import Job
 from progress.protocol.states import WORKER_LOST_ERROR, State
-from tests.helpers.inprocess import state_of
+from tests.helpers.inprocess import awaited, state_of
 from tests.support import wait_for
 
 pytestmark = pytest.mark.django_db
@@ -54,9 +54,8 @@ def test_a_lease_seen_again_clears_the_suspicion(alice: User) -> None:
         publisher.call(publisher.store.renew_leases([str(job.pk)], 0.4))
         assert maintenance.sweep_lost_jobs() == []  # Seen: cleared.
         # Lapsed again: suspected anew, so only a later look may end it.
-        wait_for(
-            lambda: not publisher.call(publisher.store.redis.exists(f"progress:lease:{job.pk.hex}"))
-        )
+        lease = f"progress:lease:{job.pk.hex}"
+        wait_for(lambda: not publisher.call(awaited(publisher.store.redis.exists(lease))))
         assert maintenance.sweep_lost_jobs() == []
     job.refresh_from_db()
     assert job.state == "STARTED"

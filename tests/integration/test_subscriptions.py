@@ -14,7 +14,7 @@ from progress import JobNotFound, subscribe, subscribe_user
 from progress.core.publisher import get_publisher
 from progress.models import Job
 from progress.protocol.states import State
-from tests.helpers.inprocess import state_of
+from tests.helpers.inprocess import generator, state_of
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -64,7 +64,7 @@ async def test_with_a_user_only_a_job_they_may_see(job: Job, bob: User, staff: U
 async def test_a_user_stream_yields_recent_jobs_then_every_new_state(alice: User, job: Job) -> None:
     await publish(job, State.SUCCESS)
     second = await database_sync_to_async(Job.objects.create)(owner=alice, task="demo.count")
-    async with aclosing(subscribe_user(alice)) as states:
+    async with aclosing(generator(subscribe_user(alice))) as states:
         first = await asyncio.wait_for(anext(states), 5)
         assert first["id"] == str(job.pk) and first["state"] == "SUCCESS"
         assert (await asyncio.wait_for(anext(states), 5))["id"] == str(second.pk)
@@ -75,7 +75,7 @@ async def test_a_user_stream_yields_recent_jobs_then_every_new_state(alice: User
 
 async def test_a_user_stream_without_replay_yields_only_new_states(alice: User, job: Job) -> None:
     await publish(job, State.STARTED)
-    async with aclosing(subscribe_user(alice.pk, replay=False)) as states:
+    async with aclosing(generator(subscribe_user(alice.pk, replay=False))) as states:
         reading = asyncio.ensure_future(anext(states))
         await asyncio.sleep(0.3)
         assert not reading.done()

@@ -19,10 +19,12 @@ pytestmark = pytest.mark.django_db
 
 
 def render(
-    user: object, source: str = "{% load progress %}{% progress_bar job %}", **context: object
+    user: User | AnonymousUser,
+    source: str = "{% load progress %}{% progress_bar job %}",
+    **context: object,
 ) -> str:
     request = RequestFactory().get("/")
-    request.user = user  # type: ignore[assignment]
+    request.user = user
     return Template(source).render(Context({"request": request, **context}))
 
 

@@ -17,4 +17,7 @@ INSTALLED_APPS = [*INSTALLED_APPS, "tests.stack"]
 # Logging in a hundred users for a reconnect storm should not take a minute.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 PROGRESS = {**PROGRESS, **json.loads(os.environ.get("TEST_PROGRESS", "{}"))}
-CHANNEL_LAYERS["default"]["CONFIG"].update(json.loads(os.environ.get("TEST_LAYER", "{}")))
+# A dict, though mypy types it Collection[str]: the join of BACKEND's str and CONFIG's dict.
+layer_config = CHANNEL_LAYERS["default"]["CONFIG"]
+assert isinstance(layer_config, dict)
+layer_config.update(json.loads(os.environ.get("TEST_LAYER", "{}")))

@@ -52,7 +52,7 @@ from progress.compat import ProgressRecorder  # noqa: E402
 
 
 @shared_task(bind=True)
-def my_task(self, seconds):  # type: ignore[no-untyped-def]
+def my_task(self, seconds):
     progress_recorder = ProgressRecorder(self)
     result = 0
     for i in range(seconds):

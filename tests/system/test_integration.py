@@ -3,6 +3,7 @@ worker, and a task written for celery-progress reporting here unchanged."""
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 from typing import Any
@@ -90,8 +91,12 @@ def test_the_periodic_purge_runs_on_a_worker_and_keeps_recent_jobs(
 ) -> None:
     recent = launch(alice, steps=2, delay=0.01)
     old = launch(alice, steps=2, delay=0.01)
+
+    def succeeded(job: dict[str, Any]) -> bool:
+        return alice.get(f"/api/jobs/{job['id']}/").json()["state"] == "SUCCESS"
+
     for job in (recent, old):
-        wait_for(lambda job=job: alice.get(f"/api/jobs/{job['id']}/").json()["state"] == "SUCCESS")
+        wait_for(functools.partial(succeeded, job))
     # Finished 40 days ago, past the default RETENTION of 30 days; then the task beat sends.
     script = (
         "from datetime import timedelta; from django.utils import timezone;"

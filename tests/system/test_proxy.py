@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import connect
+from websockets.sync.client import ClientConnection, connect
 
 from tests.helpers.nginx import Nginx
 from tests.helpers.stack import PASSWORD, Stack
@@ -68,7 +68,7 @@ def tls_client(nginx: Nginx, username: str) -> httpx.Client:
     return login(nginx.tls_url, username, PASSWORD, verify=False)
 
 
-def wss(nginx: Nginx, client: httpx.Client, origin: str | None = None) -> object:
+def wss(nginx: Nginx, client: httpx.Client, origin: str | None = None) -> ClientConnection:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -108,7 +108,7 @@ def test_behind_tls_the_app_sees_https_so_cookies_are_secure_and_origins_match(
 def test_an_idle_socket_outlives_the_proxys_read_timeout(proxied: tuple[Stack, Nginx]) -> None:
     _stack, nginx = proxied
     client = tls_client(nginx, "bob")
-    with wss(nginx, client) as socket:  # type: ignore[attr-defined]
+    with wss(nginx, client) as socket:
         assert json.loads(socket.recv(timeout=10))["type"] == "snapshot"
         # Nothing to say for three read timeouts: only uvicorn's pings cross nginx. Without
         # them nginx would close the socket after READ_TIMEOUT seconds.
@@ -123,7 +123,7 @@ def test_an_idle_socket_outlives_the_proxys_read_timeout(proxied: tuple[Stack, N
             json={"task": "demo.count", "params": {"steps": 3, "delay": 0.05}},
             headers={"X-CSRFToken": token, "Origin": nginx.tls_url},
         ).json()
-        states = []
+        states: list[str] = []
         while not states or states[-1] not in ("SUCCESS", "FAILURE", "REVOKED"):
             try:
                 frame = json.loads(socket.recv(timeout=15))

@@ -40,6 +40,12 @@ def nodes(
             node.stop()
 
 
+def worker_output(node: Stack) -> str:
+    """What the node's worker (which the fixture starts) has logged so far."""
+    assert node.worker is not None
+    return node.worker.output()
+
+
 def test_tabs_on_either_node_see_every_job_whichever_worker_runs_it(
     nodes: tuple[Stack, Stack],
 ) -> None:
@@ -51,20 +57,20 @@ def test_tabs_on_either_node_see_every_job_whichever_worker_runs_it(
     # Launched through both nodes, in turns.
     jobs = [launch(clients[i % 2], steps=10, delay=0.05) for i in range(6)]
     for tab in tabs:
-        finals = {}
+        finals: dict[str, str] = {}
         while len(finals) < len(jobs):
             frame = tab.recv(timeout=60)
             if frame["type"] == "job" and frame["job"]["state"] in FINAL:
                 finals[frame["job"]["id"]] = frame["job"]["state"]
         assert finals == {job["id"]: "SUCCESS" for job in jobs}
 
-    def ran_on_each_worker() -> list[int] | None:
-        # Celery logs "succeeded" just after the final state goes out.
+    def ran_on_each_worker() -> list[int]:
+        # Celery logs "succeeded" just after the final state goes out. Empty (falsy, so
+        # wait_for polls on) until every job has.
         ran = [
-            sum(f"[{job['id']}] succeeded" in node.worker.output() for job in jobs)  # type: ignore[union-attr]
-            for node in nodes
+            sum(f"[{job['id']}] succeeded" in worker_output(node) for job in jobs) for node in nodes
         ]
-        return ran if sum(ran) == len(jobs) else None
+        return ran if sum(ran) == len(jobs) else []
 
     # Both workers ran some: the queue spreads over the nodes.
     ran = wait_for(ran_on_each_worker, timeout=10)
@@ -94,8 +100,8 @@ def test_a_job_launched_through_one_node_is_cancelled_through_the_other(
     def stopped() -> bool:
         # The worker that ran it, on either node, stopped it: it never reports again.
         return any(
-            f"Terminating {job['id']}" in node.worker.output()  # type: ignore[union-attr]
-            or f"Discarding revoked task: demo.count[{job['id']}]" in node.worker.output()  # type: ignore[union-attr]
+            f"Terminating {job['id']}" in worker_output(node)
+            or f"Discarding revoked task: demo.count[{job['id']}]" in worker_output(node)
             for node in nodes
         )
 

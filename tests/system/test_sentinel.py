@@ -115,6 +115,9 @@ class Sentinels:
 
     def _sees_all(self, sentinel: Node) -> bool:
         state = sentinel.client.sentinel_master(MASTER)
+        # A dict from a client of one sentinel; redis-py's types also allow the bool that
+        # its Sentinel class returns without return_responses.
+        assert isinstance(state, dict), state
         return bool(state["num-slaves"] == 1 and state["num-other-sentinels"] == 2)
 
     @property
@@ -123,9 +126,7 @@ class Sentinels:
 
     def primary_port(self) -> int:
         """The primary's port, as a majority of the sentinels name it."""
-        ports = [
-            int(node.client.sentinel_get_master_addr_by_name(MASTER)[1]) for node in self.sentinels
-        ]
+        ports = [master_port(node) for node in self.sentinels]
         return max(set(ports), key=ports.count)
 
     def stop(self) -> None:
@@ -224,15 +225,22 @@ def test_a_failover_mid_job_loses_no_final_state(
     record_figure(f"Sentinel ({fault}): a job launched after the failover", f"{next_job:.1f} s")
 
 
+def master_port(sentinel: Node) -> int:
+    """The primary's port as `sentinel` names it."""
+    address = sentinel.client.sentinel_get_master_addr_by_name(MASTER)
+    # A (host, port) pair from a client of one sentinel, as for _sees_all's dict.
+    assert isinstance(address, tuple), address
+    return int(address[1])
+
+
 def store_clients(node: Node) -> int:
     """How many of the service's job-state connections (progress/store.py) `node` holds."""
     return sum(client.get("name") == CLIENT_NAME for client in node.client.client_list())
 
 
-def snapshot_job(
-    stack: Stack, client: httpx.Client, job_id: str, state: str
-) -> dict[str, Any] | None:
-    """The job as a new socket's snapshot shows it, if it is in `state`."""
+def snapshot_job(stack: Stack, client: httpx.Client, job_id: str, state: str) -> dict[str, Any]:
+    """The job as a new socket's snapshot shows it, if it is in `state`; else an empty dict
+    (falsy, for wait_for)."""
     fresh = stack.socket(client)
     try:
         frame = fresh.recv(5)
@@ -242,4 +250,4 @@ def snapshot_job(
         if job["id"] == job_id and job["state"] == state:
             found: dict[str, Any] = job
             return found
-    return None
+    return {}

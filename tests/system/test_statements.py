@@ -58,9 +58,10 @@ def test_a_statement_is_built_in_steps_and_its_owner_is_told(
     assert final["result"]["month"] == "2026-10"
 
     # The receiver ran in the worker: a notification on the page, and a mail.
-    def noticed() -> str | None:
+    def noticed() -> str:
+        # Empty (falsy, so wait_for polls on) until the notification shows.
         page = alice.get("/statements/").text
-        return page if "is ready" in page else None
+        return page if "is ready" in page else ""
 
     assert "Your statement for 2026-10 is ready." in wait_for(noticed)
     assert "2026-10" not in bob.get("/statements/").text
