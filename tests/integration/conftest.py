@@ -10,6 +10,7 @@ from django.contrib.auth.models import User
 
 from progress.core.publisher import get_publisher
 from progress.models import Job
+from progress.web import chores
 from tests.helpers.inprocess import awaited
 
 
@@ -24,6 +25,18 @@ def fresh_channel_layer() -> Iterator[None]:
     """
     yield
     channel_layers.backends.clear()
+
+
+@pytest.fixture(autouse=True)
+def no_process_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process's own sweep (progress.web.chores) stays off in the in-process tests.
+
+    A hub starts it on its first socket, and it would end FAILURE, as a lost worker's,
+    any running job a test made without a lease, mid-test, with frames the test never
+    asked for. Its scheduler and the sweep are tested on their own (tests/unit/web,
+    tests/integration/test_beat_schedule.py, tests/system/test_faults.py).
+    """
+    monkeypatch.setattr(chores, "start", lambda: None)
 
 
 @pytest.fixture(autouse=True)
