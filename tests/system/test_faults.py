@@ -3,7 +3,8 @@
 One stack of real processes for the module, on a Redis of its own (with a
 password, so the last test can look for it in the logs). Tests break parts of
 it and leave it whole again. Its settings make the fault clocks short:
-WORKER_LOST_AFTER 3 s, RECONCILE_INTERVAL 0.5 s, SESSION_RECHECK 1 s.
+WORKER_LOST_AFTER 3 s, RECONCILE_INTERVAL 0.5 s, SESSION_RECHECK 1 s. One test, on
+which no socket may ever be opened, runs a stack and a Redis of its own with them.
 """
 
 from __future__ import annotations
@@ -290,6 +291,50 @@ def test_a_whole_worker_killed_mid_job_ends_its_job_failure_within_the_bound(
         "Whole worker SIGKILLed: seconds until FAILURE (WORKER_LOST_AFTER = 3 s)",
         f"{ended_after:.1f} (bound {bound:.1f})",
     )
+
+
+def test_with_no_socket_anywhere_a_whole_worker_killed_mid_job_still_ends_failure_in_bound(
+    tmp_path: Path,
+) -> None:
+    """The same kill, watched over HTTP only, on a stack of its own on which no socket is ever
+    opened (the module's stack has had sockets, and a hub).
+
+    The web process sweeps from the server's start (progress.server, progress.web.chores),
+    not from a hub's first socket. Nothing else can end the job: there is no celery beat,
+    and the only worker is dead. Before the sweep left the hub, this job stayed PROGRESS.
+    """
+    redis = RedisServer(tmp_path / "redis")
+    redis.start()
+    try:
+        (tmp_path / "stack").mkdir()
+        alone = Stack(tmp_path / "stack", redis.url, TEST_PROGRESS=progress_env())
+        with alone.running(), closing(alone.login("alice")) as alice:
+            assert alone.worker is not None and alone.web is not None
+            job = launch(alice, steps=400, delay=0.05)
+            wait_for(lambda: job_state(alice, job["id"])["state"] == "PROGRESS", 30, interval=0.1)
+            alone.worker.signal(signal.SIGKILL, group=True)
+            killed = time.monotonic()
+            final = wait_for(lambda: _ended(alice, job["id"]), timeout=30, interval=0.1)
+            ended_after = time.monotonic() - killed
+            web_log = alone.web.output()
+    finally:
+        redis.stop()
+    assert final["state"] == "FAILURE" and final["error"] == WORKER_LOST_ERROR, final
+    # No socket was ever opened on this server, and its own sweep is what ended the job.
+    assert "/ws/progress/" not in web_log
+    assert f"Job {job['id']} lost its worker" in web_log
+    bound = 2.2 * FAULT_PROGRESS["WORKER_LOST_AFTER"] + FAULT_PROGRESS["WORKER_LOST_AFTER"] / 3
+    assert ended_after <= bound + 1, ended_after
+    record_figure(
+        "Whole worker SIGKILLed, no socket anywhere (HTTP reads only): seconds until FAILURE",
+        f"{ended_after:.1f} (bound {bound:.1f})",
+    )
+
+
+def _ended(client: httpx.Client, job_id: str) -> dict[str, Any]:
+    """The job's state over HTTP once it is final, else nothing (falsy)."""
+    state = job_state(client, job_id)
+    return state if state["state"] in FINAL else {}
 
 
 def _kill_children(stack: Stack) -> None:
