@@ -47,7 +47,7 @@ class Job(models.Model):
     # The log lines kept once the job ended ({"n", "ts", "level", "text"} dicts, as `log`
     # frames carry them); while it runs, Redis has them.
     log = models.JSONField(default=list, blank=True)
-    # A part of a group job (progress.groups): its parent, place and declared units of work.
+    # A part of a group job (progress.worker.groups): its parent, place and declared units of work.
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="parts"
     )

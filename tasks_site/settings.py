@@ -192,7 +192,7 @@ def layer_host() -> dict[str, object]:
     return host
 
 
-# Each web process holds one channel of its own (progress/fanout.py), so the
+# Each web process holds one channel of its own (progress/web/hub.py), so the
 # layer carries one message per process and group, never one per socket.
 # "redis" is channels-redis' core layer, "pubsub" its RedisPubSubChannelLayer;
 # bench/fanout.py measures both.

@@ -31,7 +31,7 @@ def log_count_key(job_id: uuid.UUID | str) -> str:
 
 
 def group_key(job_id: uuid.UUID | str) -> str:
-    """The Redis hash that sums the parts of a group job (progress.groups), O(1) per update."""
+    """The Redis hash that sums a group job's parts (progress.worker.groups), O(1) per update."""
     return f"progress:group:{uuid.UUID(str(job_id)).hex}"
 
 

@@ -30,10 +30,11 @@ SWEEP_BATCH = 1000
 def sweep_lost_jobs() -> list[str]:
     """Ends FAILURE the running jobs whose worker stopped renewing their lease.
 
-    Runs every WORKER_LOST_AFTER / 3 seconds in one web process at a time (the
-    hub's chores) or from `manage.py progress sweep`. A worker child killed
-    mid-task is reported by Celery's main process at once; this catches what
-    nobody reports: a whole worker killed, a machine gone.
+    Runs every WORKER_LOST_AFTER / 3 seconds in one process at a time (a web
+    process's chores, celery beat's progress.sweep_lost_jobs) or from `manage.py
+    progress sweep`. A worker child killed mid-task is reported by Celery's main
+    process at once; this catches what nobody reports: a whole worker killed, a
+    machine gone.
     """
     timeout = float(progress_settings.WORKER_LOST_AFTER)
     if not timeout:

@@ -318,7 +318,7 @@ class Publisher:
             assert item.numbered is not None
             seq, job_json = item.numbered
             # One group per state: sockets watching someone else's job listen on the owner's
-            # group through their hub and keep only that job (fanout.OneJob).
+            # group through their hub and keep only that job (progress.web.outbox.OneJob).
             group = user_group(item.state.owner_id)
             frame = job_frame(job_json)
             message = job_message(

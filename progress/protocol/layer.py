@@ -6,7 +6,7 @@ import hashlib
 from typing import NotRequired, TypedDict
 
 # The channel-layer message type that carries a job state to each web
-# process's hub (progress/fanout.py).
+# process's hub (progress/web/hub.py).
 LAYER_JOB_MESSAGE = "progress.job"
 
 

@@ -38,7 +38,7 @@ class ProgressConsumer(AsyncWebsocketConsumer):
     """Sends a snapshot on connect, then every new state of the user's and subscribed jobs."""
 
     # The socket has no channel of its own: the process's hub receives each
-    # state once and hands it to this socket's outbox (see fanout.py).
+    # state once and hands it to this socket's outbox (see progress/web/hub.py).
     channel_layer_alias = "progress.no-channel-per-socket"
 
     async def connect(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 
 from channels.db import database_sync_to_async
 
@@ -124,7 +124,7 @@ async def find_job(job_id: object, user: User | None) -> Job:
     return await reads.ajob_by_id(job_id)
 
 
-async def subscribe(job_id: object, user: User | None = None) -> AsyncIterator[JobDict]:
+async def subscribe(job_id: object, user: User | None = None) -> AsyncGenerator[JobDict, None]:
     """Yields the job's current state, then each newer one, and ends after the final state.
 
     With `user`, only a job that user may see (JobNotFound otherwise, as for one
@@ -138,7 +138,7 @@ async def subscribe(job_id: object, user: User | None = None) -> AsyncIterator[J
         yield state
 
 
-async def subscribe_user(user: User | int, replay: bool = True) -> AsyncIterator[JobDict]:
+async def subscribe_user(user: User | int, replay: bool = True) -> AsyncGenerator[JobDict, None]:
     """Yields the user's recent jobs (oldest first; not with replay=False), then every new
     state of any of their jobs, for as long as it is read."""
     if isinstance(user, int):

@@ -1,4 +1,4 @@
-"""Task code's `logging` records, kept as the running job's log lines.
+"""Task code's `logging` records, kept as the running job's log lines. Worker processes.
 
 Installed on the root logger in each worker child: a record emitted on the
 thread of a task launched through progress, at PROGRESS["LOG_LEVEL"] or above,

@@ -1,9 +1,11 @@
-"""What task code calls: set_progress(), track() and attach_file(), cheap enough for hot loops.
+"""What task code calls, cheap enough for hot loops: set_progress(), track(). Worker processes.
 
 A call stores the numbers on the running job's reporter and, at most once per
-THROTTLE seconds, hands a copy to the publisher. When calls stop inside a
-throttle window, a timer on the publisher's thread sends the last numbers, so
-the latest state of a burst is never lost.
+THROTTLE seconds, hands a copy to its sink. When calls stop inside a throttle
+window, a timer sends the last numbers, so the latest state of a burst is never
+lost. Time and timers come from its clock. In a worker the sink is Redis and the
+row, and the clock the system's, with timers on the publisher's thread
+(progress.worker.sinks); progress.testing gives a reporter fakes of both.
 """
 
 from __future__ import annotations
@@ -12,20 +14,16 @@ import dataclasses
 import logging
 import math
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from django.utils import timezone
-
-from progress import signals
 from progress.conf import progress_settings
-from progress.core import files, machine, registry
-from progress.core.publisher import get_publisher
+from progress.core import registry
 from progress.models import Job
 from progress.protocol.states import MAX_LOG_LINE_LENGTH, JobState, State, dumps_compact
+from progress.worker.sinks import Clock, LiveSink, StateSink, SystemClock, iso_time
 
 if TYPE_CHECKING:
     from progress.worker.steps import Step
@@ -46,19 +44,38 @@ RATE_HALF_LIFE = 5.0
 _current: ContextVar[JobReporter | None] = ContextVar("progress_reporter", default=None)
 
 # Module-level bindings: in a loop of a million calls, each attribute lookup saved counts.
-_monotonic = time.monotonic
 _get_reporter = _current.get
 _dumps = dumps_compact
 
 
 class JobReporter:
-    """The running job of one task call: its latest numbers and what was last published."""
+    """The running job of one task call: its latest numbers and what was last published.
 
-    def __init__(self, job: Job) -> None:
-        self.state = job.to_state()
-        self.floor = job.seq
-        self._publisher = get_publisher()
-        throttle = registry.throttle_of(job.task)
+    `job` is its row, or the state of a job no row holds (progress.testing). `clock` gives
+    time and timers, and `sink` takes what is reported (progress.worker.sinks; by default a
+    worker's). `throttle` overrides the task's own and PROGRESS["THROTTLE"].
+    """
+
+    def __init__(
+        self,
+        job: Job | JobState,
+        *,
+        clock: Clock | None = None,
+        sink: StateSink | None = None,
+        throttle: float | None = None,
+    ) -> None:
+        if isinstance(job, JobState):
+            self.state, self.floor = job, 0
+        else:
+            self.state, self.floor = job.to_state(), job.seq
+        clock = SystemClock() if clock is None else clock
+        self.sink: StateSink = LiveSink() if sink is None else sink
+        # Bound once: update() reads the clock on every call.
+        self._monotonic = clock.monotonic
+        self._time = clock.time
+        self._call_later = clock.call_later
+        if throttle is None:
+            throttle = registry.throttle_of(self.state.task)
         self._throttle = float(progress_settings.THROTTLE if throttle is None else throttle)
         self._db_interval = float(progress_settings.DB_WRITE_INTERVAL)
         self._due = 0.0
@@ -69,13 +86,16 @@ class JobReporter:
         # The task's thread and the publisher's timer both publish; this keeps them to one
         # publish per window and one pending timer. The hot path never takes it.
         self._lock = threading.Lock()
-        self._sample_time = time.monotonic()
+        self._sample_time = self._monotonic()
         self._sample_current = float(self.state.current or 0)
         self._rate: float | None = None
-        # The innermost step of stages() while one runs; None at the job's own level.
-        self.scope: Step | None = None
-        # Log lines not sent yet (LogLine JSON without n), sent at most once per throttle
-        # window; the timer and the task's thread share them under _log_lock.
+        # The innermost step of stages() while one runs (None at the job's own level), and
+        # what set_progress() writes to: that step, or the job's state.
+        self._scope: Step | None = None
+        self._target: JobState | Step = self.state
+        # Log lines not sent yet, each the JSON of {ts, level, text} (the store numbers
+        # them), sent at most once per throttle window; the timer and the task's thread
+        # share them under _log_lock.
         self._log_lock = threading.Lock()
         self._log_lines: list[str] = []
         self._log_skipped = 0
@@ -87,9 +107,19 @@ class JobReporter:
         # "Combining ...", whatever the callback reported.
         self._final_message = (
             f"{parts} of {parts} parts done"
-            if job.callback and (parts := job.parts.count())
+            if isinstance(job, Job) and job.callback and (parts := job.parts.count())
             else None
         )
+
+    @property
+    def scope(self) -> Step | None:
+        """The innermost step of stages() while one runs; None at the job's own level."""
+        return self._scope
+
+    @scope.setter
+    def scope(self, step: Step | None) -> None:
+        self._scope = step
+        self._target = self.state if step is None else step
 
     # Lifecycle, called from Celery's signals.
 
@@ -97,17 +127,17 @@ class JobReporter:
         """Runs in task_prerun: the job goes STARTED at once."""
         state = self.state
         state.state = State.STARTED
-        state.ts = time.time()
-        state.started = state.started or timezone.now().isoformat()
+        state.ts = self._time()
+        state.started = state.started or iso_time(state.ts)
         self._commit(state)
-        self._sample_time = time.monotonic()
+        self._sample_time = self._monotonic()
 
     def begin_group(self, parts: int, total: float | None) -> None:
         """Runs in run_group(), once the parts are recorded: from now on the parts' sum is
         the job's progress, and the task's return does not end it."""
         self.grouped = self._closed = True
         state = dataclasses.replace(
-            self.state, state=State.PROGRESS, current=0, total=total, ts=time.time(), eta=None
+            self.state, state=State.PROGRESS, current=0, total=total, ts=self._time(), eta=None
         )
         state.message = f"0 of {parts} parts done"
         self._commit(state)
@@ -115,7 +145,7 @@ class JobReporter:
     def retry(self, reason: object) -> None:
         """Runs in task_retry: the job goes RETRY until the next attempt starts."""
         self._closed = True
-        state = dataclasses.replace(self.state, state=State.RETRY, ts=time.time(), eta=None)
+        state = dataclasses.replace(self.state, state=State.RETRY, ts=self._time(), eta=None)
         state.message = f"Retrying: {reason}"
         self._commit(state)
 
@@ -131,21 +161,22 @@ class JobReporter:
                 sent.result(LOG_FLUSH_TIMEOUT)
             except Exception as exc:  # Redis away: the lines are lost, the job still ends.
                 logger.warning("Last log lines of job %s not kept: %r", self.state.id, exc)
+        now = self._time()
         state = dataclasses.replace(
             self.state,
             state=final,
             result=result,
             error=error,
             eta=None,
-            ts=time.time(),
-            finished=timezone.now().isoformat(),
+            ts=now,
+            finished=iso_time(now),
         )
         if self._final_message and final is State.SUCCESS:
             state.message = self._final_message
         self._commit(state, detail)
 
     def _commit(self, state: JobState, detail: str = "") -> None:
-        seq = machine.commit_state(state, floor=self.floor, detail=detail)
+        seq = self.sink.commit(state, self.floor, detail)
         if seq is not None:
             self.floor = max(self.floor, seq)
 
@@ -161,7 +192,7 @@ class JobReporter:
     def log(self, text: object, level: str = "INFO") -> None:
         """Runs for each log line of the task: kept in a batch sent once per throttle window."""
         line = _dumps(
-            {"ts": round(time.time(), 3), "level": str(level),
+            {"ts": round(self._time(), 3), "level": str(level),
              "text": str(text)[:MAX_LOG_LINE_LENGTH]}
         )  # fmt: skip
         with self._log_lock:
@@ -172,10 +203,10 @@ class JobReporter:
                 self._log_skipped += 1
             if self._log_timer:
                 return
-            wait = self._log_due - _monotonic()
+            wait = self._log_due - self._monotonic()
             if wait > 0:
                 self._log_timer = True
-                self._publisher.call_later(wait, self._flush_log_later)
+                self._call_later(wait, self._flush_log_later)
                 return
         self._flush_log()
 
@@ -191,20 +222,20 @@ class JobReporter:
             lines, self._log_lines = self._log_lines, []
             if self._log_skipped:
                 note = f"… {self._log_skipped} lines skipped: more than {LOG_BATCH} at once"
-                lines.insert(0, _dumps({"ts": round(time.time(), 3), "level": "WARNING",
+                lines.insert(0, _dumps({"ts": round(self._time(), 3), "level": "WARNING",
                                         "text": note}))  # fmt: skip
                 self._log_skipped = 0
-            self._log_due = _monotonic() + self._throttle
+            self._log_due = self._monotonic() + self._throttle
         if not lines:
             return None
-        return self._publisher.publish_log(self.state.id, self.state.owner_id, lines)
+        return self.sink.publish_log(self.state.id, self.state.owner_id, lines)
 
     # Progress, called from task code.
 
     def update(self, current: float, total: float | None, message: str | None) -> None:
         """Runs on every set_progress(): the hot path, so it only stores and compares."""
         # Inside stages() the numbers are the current step's; _emit() maps them onto the job.
-        target = self.state if self.scope is None else self.scope
+        target = self._target
         target.current = current
         if total is not None:
             target.total = total
@@ -212,7 +243,10 @@ class JobReporter:
             target.message = message
         # Set after the numbers: a timer that sees it clear has already copied them.
         self._dirty = True
-        if _monotonic() >= self._due:
+        # Read into a local, then called: cheaper than self._monotonic(), a method-style call
+        # on an instance attribute, which CPython 3.11 does not specialize.
+        monotonic = self._monotonic
+        if monotonic() >= self._due:
             self._publish_due()
         elif not self._timer_set:
             self._arm()
@@ -220,14 +254,15 @@ class JobReporter:
     def track(self, iterable: Iterable[T], total: float | None, message: str | None) -> Iterator[T]:
         """track() inside a job, with update() inlined: a call per item costs more than its body."""
         self.update(0, total, message)
-        target = self.state if self.scope is None else self.scope
+        target = self._target
+        monotonic = self._monotonic
         for done, item in enumerate(iterable, 1):
             yield item
             # Total and message were set above; a set_progress() inside the loop may change
             # the message, and it stays until the next one.
             target.current = done
             self._dirty = True
-            if _monotonic() >= self._due:
+            if monotonic() >= self._due:
                 self._publish_due()
             elif not self._timer_set:
                 self._arm()
@@ -235,35 +270,34 @@ class JobReporter:
     def _publish_due(self) -> None:
         """Runs on the task's thread once its window seems over; the timer may have won the race."""
         with self._lock:
-            now = _monotonic()
+            now = self._monotonic()
             if now < self._due:
                 self._arm_locked(now)
                 return
             sent = self._emit(now)
-        # Outside the lock: the publisher's thread must never wait on the database.
-        if now >= self._next_db_write:
+        # Outside the lock: a timer must never wait on the database.
+        write = now >= self._next_db_write
+        if write:
             self._next_db_write = now + self._db_interval
-            machine.write_progress(sent)
-        if signals.job_progress.has_listeners():
-            signals.send(signals.job_progress, sent, None)
+        self.sink.progressed(sent, write)
 
     def changed(self) -> None:
         """Runs when a step begins or ends: its label goes out, throttled like any update."""
         self._dirty = True
-        if _monotonic() >= self._due:
+        if self._monotonic() >= self._due:
             self._publish_due()
         elif not self._timer_set:
             self._arm()
 
     def _arm(self) -> None:
         with self._lock:
-            self._arm_locked(_monotonic())
+            self._arm_locked(self._monotonic())
 
     def _arm_locked(self, now: float) -> None:
         """Makes sure one timer sends the numbers when the current window ends."""
         if not self._timer_set:
             self._timer_set = True
-            self._publisher.call_later(max(0.0, self._due - now), self._flush)
+            self._call_later(max(0.0, self._due - now), self._flush)
 
     def _flush(self) -> None:
         """Runs on the publisher's thread when a throttle window ends with numbers unsent."""
@@ -271,7 +305,7 @@ class JobReporter:
             self._timer_set = False
             if not self._dirty or self._closed:
                 return
-            now = _monotonic()
+            now = self._monotonic()
             if now < self._due:
                 # The task's thread published since this timer was set: wait for its window.
                 self._arm_locked(now)
@@ -279,17 +313,17 @@ class JobReporter:
             self._emit(now)
 
     def _emit(self, now: float) -> JobState:
-        """Runs under the lock: hands a copy of the numbers to the publisher."""
+        """Runs under the lock: hands a copy of the numbers to the sink."""
         self._due = now + self._throttle
         self._dirty = False
         state = self.state
         state.state = State.PROGRESS
-        state.ts = time.time()
-        if self.scope is not None:
-            state.current, state.total, state.message = self.scope.resolve()
+        state.ts = self._time()
+        if self._scope is not None:
+            state.current, state.total, state.message = self._scope.resolve()
         self._estimate(now)
         sent = dataclasses.replace(state)
-        self._publisher.publish(sent, self.floor).add_done_callback(self._note_seq)
+        self.sink.publish(sent, self.floor).add_done_callback(self._note_seq)
         return sent
 
     def _estimate(self, now: float) -> None:
@@ -356,4 +390,4 @@ def attach_file(filename: str, content: bytes | str) -> str:
     reporter = _current.get()
     if reporter is None:
         raise RuntimeError("attach_file() works only inside a job launched through progress.")
-    return files.attach_file(reporter.state.id, filename, content)
+    return reporter.sink.attach_file(reporter.state.id, filename, content)

@@ -1,4 +1,4 @@
-"""Reporting from helpers: named steps of a job (stages) and a tqdm-like bar.
+"""Reporting from helpers: named steps of a job (stages), a tqdm-like bar. Worker processes.
 
 A job split into steps reads "Step 2 of 3: Uploading" and its bar moves through
 each step's share of the whole: progress reported inside a step (set_progress,

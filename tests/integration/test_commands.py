@@ -1,4 +1,4 @@
-"""`manage.py progress launch` and `purge`, in-process (tests/test_integration.py runs
+"""`manage.py progress launch` and `purge`, in-process (tests/system/test_integration.py runs
 `watch` and `launch --watch` against a real worker)."""
 
 from __future__ import annotations

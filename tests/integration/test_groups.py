@@ -2,7 +2,7 @@
 
 The parts' tasks do not run here (the test transaction never commits, so nothing is
 queued); each part's reporter is driven by hand, as its worker would. Runs through a
-real worker are in tests/test_integration.py.
+real worker are in tests/system/test_group_jobs.py.
 """
 
 from __future__ import annotations

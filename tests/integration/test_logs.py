@@ -7,7 +7,9 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -16,14 +18,23 @@ from django.contrib.auth.models import User
 from django.test import override_settings
 
 from progress import log
+from progress.conf import progress_settings
 from progress.core import maintenance, reads
 from progress.core.publisher import get_publisher
 from progress.models import Job
 from progress.protocol.states import State
+from progress.testing import FakeClock
 from progress.worker.logs import JobLogHandler
 from progress.worker.reporter import LOG_BATCH, JobReporter, activate, deactivate
 from tests.helpers.inprocess import connect, frame, send
 from tests.support import wait_for
+
+
+async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    """Polls `condition` without blocking the test's event loop, as wait_for() would."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
 
 
 def kept(job: Job) -> list[dict[str, Any]]:
@@ -58,7 +69,7 @@ def test_logging_and_log_calls_become_numbered_lines_of_the_job(
         raise ValueError("secret internals")
     except ValueError:
         logging.getLogger("myapp.tasks").exception("Step failed")
-    lines = wait_for(lambda: (found := kept(job)) and len(found) == 3 and found)
+    lines = wait_for(lambda: found if len(found := kept(job)) == 3 else [])
     assert [(line["n"], line["level"], line["text"]) for line in lines] == [
         (1, "INFO", "Starting"),
         (2, "WARNING", "Disk at 91%"),
@@ -113,10 +124,11 @@ def test_a_purge_forgets_the_log(job: Job) -> None:
 async def test_a_subscribed_socket_gets_the_kept_lines_then_live_ones(
     alice: User, bob: User, job: Job
 ) -> None:
-    reporter = await database_sync_to_async(JobReporter)(job)
+    clock = FakeClock(start=time.time())
+    reporter = await database_sync_to_async(partial(JobReporter, job, clock=clock))()
     await database_sync_to_async(reporter.start)()
-    reporter.log("before the page opened")
-    await asyncio.sleep(0.3)
+    reporter.log("before the page opened")  # The first line of a window goes out at once.
+    await until(lambda: len(kept(job)) == 1)
     page = await connect(alice)
     dashboard = await connect(alice)
     stranger = await connect(bob)
@@ -130,7 +142,7 @@ async def test_a_subscribed_socket_gets_the_kept_lines_then_live_ones(
         "error"
     ] == "not_found"
 
-    await asyncio.sleep(0.2)  # Past the throttle window: the next line goes out at once.
+    clock.advance(progress_settings.THROTTLE)  # The window is over: the next line goes at once.
     reporter.log("live")
     live = await frame(page)
     assert live["type"] == "log" and [(x["n"], x["text"]) for x in live["lines"]] == [(2, "live")]

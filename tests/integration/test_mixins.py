@@ -103,7 +103,7 @@ async def test_a_logout_closes_a_watching_socket_and_the_user_limit_counts_it(
     communicator = await connect(alice)
     await communicator.send_json_to({"all": True})
     await receive(communicator)
-    # What a logout anywhere sends (progress/sessions.py): every session of the user.
+    # What a logout anywhere sends (progress/web/sessions.py): every session of the user.
     await asyncio.wrap_future(get_publisher().end_session(alice.pk, ""))
     closed = await communicator.receive_output(timeout=5)
     assert closed == {"type": "websocket.close", "code": 4401}

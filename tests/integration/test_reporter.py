@@ -1,4 +1,8 @@
-"""The task-side API: set_progress() and track() throttle what reaches Redis."""
+"""The task-side API through Redis: the states a reporter publishes reach the job's key.
+
+The throttle, rate and ETA themselves are tested on a fake clock, without Redis,
+in tests/unit/worker/test_reporter.py; here, what needs the real publisher.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +12,19 @@ import time
 from functools import partial
 
 import pytest
-from celery import shared_task
-from django import forms
-from django.contrib.auth.models import User
 from django.test import override_settings
 
-from progress import set_progress, track
-from progress.core import machine, registry
+from progress import set_progress
+from progress.core import machine
 from progress.core.publisher import get_publisher
 from progress.models import Job
 from progress.protocol.states import State
+from progress.testing import FakeClock
 from progress.worker.reporter import JobReporter, activate, deactivate
+from tests.helpers.inprocess import awaited
 from tests.support import wait_for
 
 pytestmark = pytest.mark.django_db
-
-
-@shared_task(name="tests.progress.throttled")
-def throttled() -> None:
-    """A task registered with its own throttle in one test."""
 
 
 def progress_settings(throttle: float) -> override_settings:
@@ -76,33 +74,25 @@ def test_a_change_of_state_goes_out_at_once(job: Job) -> None:
     assert job.state == "SUCCESS" and job.seq == seq and job.finished is not None
 
 
-def test_track_reports_one_unit_per_item(job: Job) -> None:
-    reporter = JobReporter(job)
-    token = activate(reporter)
-    try:
-        assert list(track(range(50), message="items")) == list(range(50))
-        wait_for(lambda: latest(job)[1]["current"] == 50, timeout=5)
-    finally:
-        deactivate(token)
-    assert latest(job)[1]["total"] == 50
-
-
-def test_outside_a_job_the_calls_do_nothing() -> None:
-    set_progress(1, 2, "nobody listens")
-    assert list(track([1, 2, 3])) == [1, 2, 3]
-
-
-def test_the_rate_and_eta_are_estimated(job: Job) -> None:
-    reporter = JobReporter(job)
+def test_a_fake_clocks_timer_sends_the_last_numbers_through_redis(job: Job) -> None:
+    """The reporter's clock is its own: the window ends when the test says, not after a sleep."""
+    clock = FakeClock(start=time.time())
+    with progress_settings(60):
+        reporter = JobReporter(job, clock=clock)
     reporter.start()
-
-    for i in range(1, 6):
-        time.sleep(0.12)
-        reporter.update(i, 100, None)
-    wait_for(lambda: latest(job)[1]["current"] == 5, timeout=5)
+    reporter.update(1, 10, "first")
+    wait_for(partial(reached, job, 1), timeout=5)
+    reporter.update(2, 10, "held")
+    reporter.update(3, 10, "last")
+    assert latest(job)[1]["current"] == 1 and clock.pending == 1
+    clock.advance(60)
+    wait_for(partial(reached, job, 3), timeout=5)
     state = latest(job)[1]
-    assert state["rate"] is not None and 2 < float(state["rate"]) < 20  # about 8/s
-    assert state["eta"] is not None and float(state["eta"]) > 1
+    assert state["message"] == "last"
+    # The rate and ETA as the contract rounds them: 3 units over 60 s.
+    assert state["rate"] == 0.05 and state["eta"] == 140.0
+    # Every time the job shows is the clock's.
+    assert state["ts"] == clock.time()
 
 
 def test_seq_keeps_growing_after_redis_loses_the_jobs_key(job: Job) -> None:
@@ -112,61 +102,13 @@ def test_seq_keeps_growing_after_redis_loses_the_jobs_key(job: Job) -> None:
     reporter.start()
     for i in range(1, 4):
         reporter.update(i, 10, None)
-        wait_for(lambda i=i: latest(job)[1]["current"] == i, timeout=5)
+        wait_for(partial(reached, job, i), timeout=5)
     seen, _state = latest(job)
     publisher = get_publisher()
-    publisher.call(publisher.store.redis.flushdb())
+    publisher.call(awaited(publisher.store.redis.flushdb()))
     reporter.update(4, 10, None)
     wait_for(lambda: publisher.call(publisher.store.get_many([str(job.id)])), timeout=5)
     assert latest(job)[0] > seen
-
-
-def test_the_throttle_bounds_what_a_fast_loop_publishes(job: Job) -> None:
-    """However many calls, Redis sees about one state per THROTTLE, and the last one."""
-    throttle = 0.1
-    with progress_settings(throttle):
-        reporter = JobReporter(job)
-    token = activate(reporter)
-    try:
-        reporter.start()
-        seq_started = latest(job)[0]
-        calls = 0
-        begin = time.monotonic()
-        end = begin + 1.0
-        while time.monotonic() < end:
-            calls += 1
-            set_progress(calls, None, "spinning")
-        duration = time.monotonic() - begin
-        wait_for(lambda: latest(job)[1]["current"] == calls, timeout=5)
-    finally:
-        deactivate(token)
-    stored = latest(job)[0] - seq_started
-    # One at once, one per window after it, and the last numbers when the loop stopped.
-    assert 2 <= stored <= duration / throttle + 2
-    assert calls > 100 * stored
-
-
-@pytest.mark.parametrize("final", [State.SUCCESS, State.FAILURE])
-def test_the_first_state_and_each_change_go_out_at_once(job: Job, final: State) -> None:
-    with progress_settings(60):
-        reporter = JobReporter(job)
-        reporter.start()
-        assert latest(job)[1]["state"] == "STARTED"
-        reporter.update(1, 10, "first")
-        # The first progress is not held for the 60 s window.
-        wait_for(lambda: latest(job)[1]["current"] == 1, timeout=5)
-        reporter.update(2, 10, "held")
-        reporter.retry("flaky")
-        assert latest(job)[1]["state"] == "RETRY" and latest(job)[1]["current"] == 2
-        job.refresh_from_db()
-        again = JobReporter(job)
-        again.start()
-        assert latest(job)[1]["state"] == "STARTED"
-        again.update(3, 10, "second attempt")
-        again.update(4, 10, "held")
-        again.finish(final, error=None if final is State.SUCCESS else "boom")
-    state = latest(job)[1]
-    assert state["state"] == final.value and state["current"] == 4
 
 
 def test_a_revoked_job_ends_at_once_whatever_the_throttle(job: Job) -> None:
@@ -177,40 +119,3 @@ def test_a_revoked_job_ends_at_once_whatever_the_throttle(job: Job) -> None:
         reporter.update(2, 10, None)
         machine.record_final(job, State.REVOKED)
     assert latest(job)[1]["state"] == "REVOKED"
-
-
-def test_the_last_state_of_a_burst_arrives_through_track(job: Job) -> None:
-    with progress_settings(0.2):
-        reporter = JobReporter(job)
-    token = activate(reporter)
-    try:
-        for _ in track(range(100_000), message="items"):
-            continue
-        wait_for(lambda: latest(job)[1]["current"] == 100_000, timeout=5)
-    finally:
-        deactivate(token)
-    state = latest(job)[1]
-    assert state["total"] == 100_000 and state["message"] == "items"
-
-
-class NoParams(forms.Form):
-    """A task's form without params."""
-
-
-def test_a_task_can_override_the_throttle(alice: User, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry, "_registry", dict(registry._registry))
-    registry.register(title="Throttled", form=NoParams, throttle=0)(throttled)
-    job = Job.objects.create(owner=alice, task=throttled.name, params={})
-    with progress_settings(60):
-        reporter = JobReporter(job)
-        reporter.start()
-        # Under THROTTLE 60 s each update after the first would wait; this task's 0 does not.
-        for i in range(1, 4):
-            reporter.update(i, 3, None)
-            wait_for(partial(reached, job, i), timeout=5)
-
-
-@pytest.mark.parametrize("throttle", [-1, True, "0.1", float("nan")])
-def test_a_bad_task_throttle_is_refused(throttle: object) -> None:
-    with pytest.raises(ValueError, match="throttle"):
-        registry.register(title="Bad", form=NoParams, throttle=throttle)  # type: ignore[arg-type]

@@ -43,9 +43,9 @@ ROUTE_METHODS = {
     "api-job-retry": "post",
     "result-json": "get",
     "history": "get",
-    # Answered 404 until PROGRESS["METRICS_TOKEN"] is set (tests/progress/test_metrics.py).
+    # Answered 404 until PROGRESS["METRICS_TOKEN"] is set (tests/integration/test_metrics.py).
     "metrics": "get",
-    # Never ends: tests/progress/test_streams.py reads it; only the user's jobs go in it.
+    # Never ends: tests/integration/test_streams.py reads it; only the user's jobs go in it.
     "api-events": "stream",
 }
 

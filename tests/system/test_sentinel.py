@@ -234,7 +234,7 @@ def master_port(sentinel: Node) -> int:
 
 
 def store_clients(node: Node) -> int:
-    """How many of the service's job-state connections (progress/store.py) `node` holds."""
+    """How many of the service's job-state connections (progress/core/store.py) `node` holds."""
     return sum(client.get("name") == CLIENT_NAME for client in node.client.client_list())
 
 
