@@ -6,12 +6,15 @@ from collections.abc import Iterator
 
 import pytest
 from channels.layers import channel_layers
-from django.contrib.auth.models import User
 
 from progress.core.publisher import get_publisher
-from progress.models import Job
 from progress.web import chores
 from tests.helpers.inprocess import awaited
+
+# Fixtures, by name: they take the place of the root conftest's logged-in clients.
+from tests.helpers.rows import alice, bob, job, staff
+
+__all__ = ["alice", "bob", "job", "staff"]
 
 
 @pytest.fixture(autouse=True)
@@ -45,23 +48,3 @@ def clean_redis() -> Iterator[None]:
     publisher = get_publisher()
     publisher.call(awaited(publisher.store.redis.flushdb()))
     yield
-
-
-@pytest.fixture
-def alice(django_user_model: type[User]) -> User:
-    return django_user_model.objects.create_user("alice", password="pw")
-
-
-@pytest.fixture
-def bob(django_user_model: type[User]) -> User:
-    return django_user_model.objects.create_user("bob", password="pw")
-
-
-@pytest.fixture
-def staff(django_user_model: type[User]) -> User:
-    return django_user_model.objects.create_user("staff", password="pw", is_staff=True)
-
-
-@pytest.fixture
-def job(alice: User) -> Job:
-    return Job.objects.create(owner=alice, task="demo.count", params={"steps": 10})

@@ -116,13 +116,18 @@ def test_an_update_costs_the_same_with_two_parts_or_two_hundred(alice: User) -> 
             deactivate(token)
         part = started(ids[0])
         shows(job.pk, message=f"0 of {parts} parts done")
-        get_publisher().call(awaited(redis.config_resetstat()))
-        part.update(3, 10, None)
-        shows(job.pk, current=3)
-        stats = get_publisher().call(awaited(redis.info("commandstats")))
-        # Everything but the test's own reads (HMGET of states, INFO) and the reset.
-        skip = {"cmdstat_hmget", "cmdstat_info", "cmdstat_config|resetstat"}
-        return sum(int(v["calls"]) for k, v in stats.items() if k not in skip)
+        # Other traffic can only add to a count (a pooled connection opening, the group_send
+        # of an earlier state landing late), so the least of a few updates is one's cost.
+        counts = []
+        for current in range(3, 8):
+            get_publisher().call(awaited(redis.config_resetstat()))
+            part.update(current, 10, None)
+            shows(job.pk, current=current)
+            stats = get_publisher().call(awaited(redis.info("commandstats")))
+            # Everything but the test's own reads (HMGET of states, INFO) and the reset.
+            skip = {"cmdstat_hmget", "cmdstat_info", "cmdstat_config|resetstat"}
+            counts.append(sum(int(v["calls"]) for k, v in stats.items() if k not in skip))
+        return min(counts)
 
     with UNTHROTTLED:
         assert commands_for_one_update(2) == commands_for_one_update(200)
