@@ -33,8 +33,9 @@ def state_of(job: Job, state: State = State.PROGRESS, current: float = 1) -> Job
 app = URLRouter(websocket_urlpatterns)
 
 
-async def connect(user: Any) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(app, "/ws/progress/")
+async def connect(user: Any, to: Any = app, path: str = "/ws/progress/") -> WebsocketCommunicator:
+    """A socket of `user`'s, connected to the service's routing or to the ASGI app `to`."""
+    communicator = WebsocketCommunicator(to, path)
     communicator.scope["user"] = user
     connected, _ = await communicator.connect(timeout=5)
     assert connected

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
+from collections.abc import Awaitable
 from typing import Any
 
 import pytest
@@ -17,7 +17,8 @@ from progress import JobDict, JobNotFound, ProgressConsumerMixin, TooManySockets
 from progress.core.publisher import get_publisher
 from progress.models import Job
 from progress.protocol.states import State
-from tests.helpers.inprocess import state_of
+from tests.helpers import inprocess
+from tests.helpers.inprocess import frame, publish
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -42,21 +43,8 @@ class WatchingConsumer(ProgressConsumerMixin, AsyncJsonWebsocketConsumer):
         await self.send_json({"update": job["state"], "id": job["id"], "seq": job["seq"]})
 
 
-async def connect(user: User) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(WatchingConsumer.as_asgi(), "/ws/watch/")
-    communicator.scope["user"] = user
-    connected, _ = await communicator.connect(timeout=5)
-    assert connected
-    return communicator
-
-
-async def receive(communicator: WebsocketCommunicator) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(await communicator.receive_from(timeout=5))
-    return data
-
-
-async def publish(job: Job, state: State, current: float = 1) -> None:
-    await asyncio.wrap_future(get_publisher().publish(state_of(job, state, current)))
+def connect(user: User) -> Awaitable[WebsocketCommunicator]:
+    return inprocess.connect(user, WatchingConsumer.as_asgi(), "/ws/watch/")
 
 
 async def test_a_watched_job_reaches_job_update_in_order_until_it_ends(
@@ -65,10 +53,10 @@ async def test_a_watched_job_reaches_job_update_in_order_until_it_ends(
     await publish(job, State.STARTED)
     communicator = await connect(alice)
     await communicator.send_json_to({"job": str(job.pk)})
-    assert await receive(communicator) == {"current": "STARTED"}
+    assert await frame(communicator) == {"current": "STARTED"}
     await publish(job, State.PROGRESS, 5)
     await publish(job, State.SUCCESS, 10)
-    updates = [await receive(communicator), await receive(communicator)]
+    updates = [await frame(communicator), await frame(communicator)]
     assert [u["update"] for u in updates] == ["PROGRESS", "SUCCESS"]
     assert updates[0]["seq"] < updates[1]["seq"]
     # The watch ended with the job.
@@ -80,7 +68,7 @@ async def test_a_job_of_another_user_is_not_found(bob: User, job: Job) -> None:
     await publish(job, State.STARTED)
     communicator = await connect(bob)
     await communicator.send_json_to({"job": str(job.pk)})
-    assert await receive(communicator) == {"error": "not_found"}
+    assert await frame(communicator) == {"error": "not_found"}
     await publish(job, State.PROGRESS, 2)
     assert await communicator.receive_nothing(timeout=0.3)
     await communicator.disconnect()
@@ -90,9 +78,9 @@ async def test_watching_all_of_the_users_jobs(alice: User, job: Job) -> None:
     await publish(job, State.STARTED)
     communicator = await connect(alice)
     await communicator.send_json_to({"all": True})
-    assert (await receive(communicator))["update"] == "STARTED"
+    assert (await frame(communicator))["update"] == "STARTED"
     await publish(job, State.PROGRESS, 3)
-    assert (await receive(communicator))["update"] == "PROGRESS"
+    assert (await frame(communicator))["update"] == "PROGRESS"
     await communicator.disconnect()
 
 
@@ -102,7 +90,7 @@ async def test_a_logout_closes_a_watching_socket_and_the_user_limit_counts_it(
     await publish(job, State.STARTED)
     communicator = await connect(alice)
     await communicator.send_json_to({"all": True})
-    await receive(communicator)
+    await frame(communicator)
     # What a logout anywhere sends (progress/web/sessions.py): every session of the user.
     await asyncio.wrap_future(get_publisher().end_session(alice.pk, ""))
     closed = await communicator.receive_output(timeout=5)
@@ -117,7 +105,7 @@ async def test_past_max_sockets_the_watch_is_refused_and_the_socket_closed(
     with override_settings(PROGRESS={"REDIS_URL": os.environ["REDIS_URL"], "MAX_SOCKETS": 1}):
         first = await connect(alice)
         await first.send_json_to({"job": str(job.pk)})
-        assert await receive(first) == {"current": "STARTED"}
+        assert await frame(first) == {"current": "STARTED"}
         second = await connect(alice)
         await second.send_json_to({"job": str(job.pk)})
         assert await second.receive_output(timeout=5) == {"type": "websocket.close", "code": 4429}
