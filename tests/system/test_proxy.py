@@ -16,7 +16,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.helpers.nginx import Nginx
+from tests.helpers.nginx import CONFIG, Nginx
 from tests.helpers.stack import PASSWORD, Stack
 from tests.support import login
 
@@ -137,7 +137,7 @@ def test_an_idle_socket_outlives_the_proxys_read_timeout(proxied: tuple[Stack, N
 
 def test_the_production_config_keeps_idle_sockets_past_nginxs_default() -> None:
     """What the scaled-down test above stands for: /ws/ outlasts nginx's 60 s default."""
-    text = (Path(__file__).parent.parent / "compose" / "nginx.conf").read_text()
+    text = CONFIG.read_text()
     ws = text[text.index("location /ws/") :]
     ws = ws[: ws.index("}")]
     assert "proxy_read_timeout 3600s;" in ws
