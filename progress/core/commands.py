@@ -20,12 +20,14 @@ from progress.core.registry import LaunchableTask
 from progress.exceptions import (
     InvalidParams,
     NotRetryable,
+    ProgressError,
     TooManyJobs,
     TooManyLaunches,
     UnknownTask,
 )
 from progress.jsonlog import about
 from progress.models import Job
+from progress.protocol.messages import JOB_HEADERS
 from progress.protocol.states import RETRYABLE_STATES, State
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,10 @@ def launch_params(
     (user input) a task registered with public=False is unknown. `retry_of` is
     the job that retry() re-launches.
     """
+    if not getattr(user, "is_authenticated", False):
+        raise ProgressError(
+            f"A job needs a logged-in user to own it; {user!r} is not one (AnonymousUser?)."
+        )
     spec = registry.get(task_name, public_only=public_only)
     cleaned = spec.validate(params)
     _count_launch(user_id_of(user))
@@ -96,7 +102,7 @@ def _enqueue(job: Job, spec: LaunchableTask) -> None:
     if seq is not None:
         job.seq = seq
     try:
-        spec.task.apply_async(kwargs=job.params, task_id=str(job.id))
+        spec.task.apply_async(kwargs=job.params, task_id=str(job.id), headers=JOB_HEADERS)
     except Exception:  # Any broker failure must end the job, not leave it PENDING.
         logger.exception("Could not queue job %s", job.id, extra=about(job.pk, job.owner_id))
         record_final(job, State.FAILURE, error="The job could not be queued; try again later.")

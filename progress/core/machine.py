@@ -18,6 +18,7 @@ from progress.core.publisher import get_publisher
 from progress.core.reads import current_state
 from progress.jsonlog import about
 from progress.models import Job
+from progress.protocol.messages import JOB_HEADERS
 from progress.protocol.states import (
     FINAL_STATES,
     MAX_MESSAGE_LENGTH,
@@ -203,7 +204,7 @@ def settle(parent_id: str) -> None:
     callback = signature(job.callback, app=current_app)
     record_progress(job, message=f"Combining {n} parts", **figures)
     try:
-        callback.apply_async(args=(results,), task_id=str(job.pk))
+        callback.apply_async(args=(results,), task_id=str(job.pk), headers=JOB_HEADERS)
     except Exception:  # Any broker failure must end the job, not leave it running.
         logger.exception("Could not queue the callback of group %s", job.pk)
         error = "The last step could not be queued; try again later."

@@ -84,13 +84,16 @@ class LaunchableTask:
         if not isinstance(params, dict):
             raise InvalidParams({"params": ["Must be an object of parameter names to values."]})
         fields = self.form_class.base_fields
-        unknown = sorted(str(key) for key in params if key not in fields)
-        if unknown:
-            raise InvalidParams({key: ["Unknown parameter."] for key in unknown})
+        # Every error at once, the unknown names' beside the known ones': a client that
+        # fixes one should not find the next only on its next try.
+        errors = {str(key): ["Unknown parameter."] for key in params if key not in fields}
+        known = {key: value for key, value in params.items() if key in fields}
         defaults = {name: f.initial for name, f in fields.items() if f.initial is not None}
-        form = self.form_class(data={**defaults, **params})
+        form = self.form_class(data={**defaults, **known})
         if not form.is_valid():
-            raise InvalidParams({k: [str(m) for m in v] for k, v in form.errors.items()})
+            errors.update({k: [str(m) for m in v] for k, v in form.errors.items()})
+        if errors:
+            raise InvalidParams(dict(sorted(errors.items())))
         # Celery carries JSON only; round-trip so a date or Decimal arrives as text.
         cleaned: dict[str, Any] = json.loads(json.dumps(form.cleaned_data, cls=DjangoJSONEncoder))
         return cleaned
@@ -126,7 +129,13 @@ def register(
         raise ValueError(f"throttle must be a number >= 0 or None, not {throttle!r}.")
 
     def decorator(task: TaskT) -> TaskT:
-        name = task.name
+        name = getattr(task, "name", None)
+        if not isinstance(name, str) or not callable(getattr(task, "apply_async", None)):
+            what = getattr(task, "__qualname__", repr(task))
+            raise TypeError(
+                f"register() takes a Celery task, not {what!r}: put @register(...) above "
+                "@shared_task (or @app.task), which makes the task it registers."
+            )
         existing = _registry.get(name)
         if existing is not None and existing.form_class is not form_class:
             raise ValueError(f"Task {name!r} is registered twice.")
@@ -150,6 +159,11 @@ def get(name: object, public_only: bool = False) -> LaunchableTask:
     if spec is None or (public_only and not spec.public):
         raise UnknownTask(name)
     return spec
+
+
+def is_registered(name: object) -> bool:
+    """Whether a task of that name was registered, public or not."""
+    return isinstance(name, str) and name in _registry
 
 
 def launchable() -> list[LaunchableTask]:

@@ -15,6 +15,7 @@ from progress.core import machine
 from progress.core.publisher import get_publisher
 from progress.exceptions import ProgressError
 from progress.models import Job
+from progress.protocol.messages import JOB_HEADERS
 from progress.worker import reporter as reporters
 
 
@@ -66,7 +67,10 @@ def run_group(
     known = None if None in declared else float(sum(size or 0 for size in declared))
     reporter.begin_group(len(rows), known)
     ids = [str(row.pk) for row in rows]
-    calls = [sig.clone(task_id=part_id) for sig, part_id in zip(signatures, ids, strict=True)]
+    calls = [
+        sig.clone(task_id=part_id, headers=JOB_HEADERS)
+        for sig, part_id in zip(signatures, ids, strict=True)
+    ]
     # Once the rows are committed, so every part's worker finds its row.
     transaction.on_commit(lambda: group(calls).apply_async())
     return ids

@@ -26,11 +26,12 @@ from celery.signals import (
 )
 from django.core.serializers.json import DjangoJSONEncoder
 
-from progress.core import machine, metrics
+from progress.core import machine, metrics, registry
 from progress.core.publisher import get_publisher
 from progress.exceptions import JobError
 from progress.models import Job
 from progress.protocol.frames import parse_job_id
+from progress.protocol.messages import carries_job
 from progress.protocol.states import WORKER_LOST_ERROR, State
 from progress.worker import logs
 from progress.worker.reporter import JobReporter, activate, deactivate
@@ -71,7 +72,10 @@ def _start_publisher(**kwargs: Any) -> None:
 
 @task_prerun.connect
 def _on_prerun(task_id: str, task: Task, **kwargs: Any) -> None:
-    """Runs before each task body; tasks not launched through progress are left alone."""
+    """Runs before each task body; tasks not launched through progress are left alone, and
+    cost nothing: neither a query nor a lookup in Redis."""
+    if not _may_be_job(task, task.request):
+        return
     job = _job_of(task_id)
     if job is None:
         return
@@ -102,12 +106,19 @@ def _on_success(sender: Task, result: Any, **kwargs: Any) -> None:
 
 
 @task_failure.connect
-def _on_failure(task_id: str, exception: BaseException, **kwargs: Any) -> None:
+def _on_failure(
+    task_id: str, exception: BaseException, sender: Task | None = None, **kwargs: Any
+) -> None:
     """Runs after a task body raises, or in the main process when a child died mid-task."""
     error, detail = error_message(exception), error_detail(exception)
     running = _running.get(task_id)
     if running is not None:
         running[0].finish(State.FAILURE, error=error, detail=detail)
+        return
+    # A lost child's task is known by its id alone: the main process has no request of it.
+    if not isinstance(exception, WorkerLostError) and not (
+        sender is not None and _may_be_job(sender, sender.request)
+    ):
         return
     ended = _end_unfinished(task_id, State.FAILURE, error=error, detail=detail)
     if ended and isinstance(exception, WorkerLostError):
@@ -115,12 +126,14 @@ def _on_failure(task_id: str, exception: BaseException, **kwargs: Any) -> None:
 
 
 @task_retry.connect
-def _on_retry(request: Any, reason: object, **kwargs: Any) -> None:
+def _on_retry(sender: Task, request: Any, reason: object, **kwargs: Any) -> None:
     """Runs when a task asks Celery to retry it, or in the main process when Celery re-queues
     a task marked retry_on_worker_lost after its child died."""
     running = _running.get(request.id)
     if running is not None:
         running[0].retry(reason)
+        return
+    if not _may_be_job(sender, request):
         return
     job = _job_of(getattr(request, "id", None))
     if job is not None and not job.is_final:
@@ -137,9 +150,18 @@ def _on_postrun(task_id: str, **kwargs: Any) -> None:
 
 
 @task_revoked.connect
-def _on_revoked(request: Any, **kwargs: Any) -> None:
+def _on_revoked(request: Any, sender: Task | None = None, **kwargs: Any) -> None:
     """Runs in the worker's main process when a task is revoked, terminated or expired."""
+    if sender is not None and not _may_be_job(sender, request):
+        return
     _end_unfinished(getattr(request, "id", None), State.REVOKED)
+
+
+def _may_be_job(task: Task, request: Any) -> bool:
+    """Whether this call of `task` may be a progress job: sent with JOB_HEADER, as every
+    job is, or a registered task's (a message queued before the header, or by .delay()).
+    Any other task of the project costs no query."""
+    return carries_job(request) or registry.is_registered(task.name)
 
 
 def _job_of(task_id: object) -> Job | None:

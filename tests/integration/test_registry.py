@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import AnonymousUser
 
+from progress import launch
 from progress.core import registry
-from progress.exceptions import InvalidParams, UnknownTask
+from progress.exceptions import InvalidParams, ProgressError, UnknownTask
 
 
 def count() -> registry.LaunchableTask:
@@ -38,6 +40,27 @@ def test_bad_params_name_the_field(params: dict[str, object], field: str) -> Non
     with pytest.raises(InvalidParams) as error:
         count().validate(params)
     assert field in error.value.fields
+
+
+def test_every_bad_param_is_named_at_once_unknown_or_not() -> None:
+    with pytest.raises(InvalidParams) as error:
+        count().validate({"steps": 0, "colour": "red", "delay": -1})
+    assert set(error.value.fields) == {"colour", "delay", "steps"}
+    assert error.value.fields["colour"] == ["Unknown parameter."]
+
+
+def test_register_above_shared_task_or_it_says_so() -> None:
+    def resize() -> None:
+        """A function that @shared_task has not made a task yet."""
+
+    with pytest.raises(TypeError, match=r"put @register\(...\) above @shared_task"):
+        registry.register(title="Resize")(resize)
+    assert not registry.is_registered("resize")
+
+
+def test_a_job_needs_a_user_who_is_logged_in() -> None:
+    with pytest.raises(ProgressError, match="logged-in user"):
+        launch(AnonymousUser(), "demo.count", steps=3)
 
 
 @pytest.mark.parametrize("params", [[1, 2], "steps=3", 7])
