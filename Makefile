@@ -5,12 +5,13 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip --disable-pip-version-check
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: help run test test-unit test-scale lint typecheck test-js test-py test-postgres bench bench-servers screenshots clean .system-deps .scale-deps
+.PHONY: help run test test-unit test-matrix test-scale lint typecheck test-js test-py test-postgres bench bench-servers screenshots clean .system-deps .scale-deps
 
 help:
 	@echo "make run     - install, migrate and serve http://127.0.0.1:$${PORT:-8000} (Ctrl-C stops)"
 	@echo "make test    - install test tools, then lint, type-check and run every test but the scale ones"
 	@echo "make test-unit - the unit tier alone: app-only settings, no Redis, worker or browser (seconds)"
+	@echo "make test-matrix - the unit and integration tiers on Python 3.12/3.13 x Django 5.2/6.0/6.1"
 	@echo "make test-scale - nginx in front, two web and two worker nodes, Sentinel failover"
 	@echo "make bench   - measure the worker side, the fan-out and idle sockets (docs/performance.md)"
 	@echo "make bench-servers - compare uvicorn and daphne for /ws/progress/"
@@ -101,6 +102,14 @@ test-postgres: $(VENV)/.test .system-deps node_modules/.installed
 	exit $$status
 
 test: lint typecheck test-js test-py
+
+# The unit and integration tiers on Python 3.12 and 3.13 with Django 5.2, 6.0 and 6.1
+# (noxfile.py); pyenv's interpreters go on PATH for nox to find. Each cell's venv stays
+# in .nox/ for the next run.
+PYENV_BINS := $(shell for v in 3.12 3.13; do p=$$(pyenv prefix $$v 2>/dev/null) && printf '%s/bin:' "$$p"; done)
+test-matrix: $(VENV)/.test
+	@echo "==> nox: the unit and integration tiers on each supported Python and Django"
+	@PATH="$(PYENV_BINS)$$PATH" $(VENV)/bin/nox --no-color
 
 # Debian's nginx for the proxy tests of `make test-scale`; openssl makes their certificate.
 .scale-deps:

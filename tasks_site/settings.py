@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+import django
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
@@ -253,11 +254,24 @@ CELERY_BEAT_SCHEDULE = {
     "progress-sweep-lost-jobs": {"task": "progress.sweep_lost_jobs", "schedule": 5.0},
 }
 
-# The statements app mails its users; the console backend unless configured.
-EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
-EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", default=str(BASE_DIR / "run" / "mail"))
-EMAIL_HOST = env("EMAIL_HOST", default="localhost")
-EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+# The statements app mails its users; the console backend unless configured. The same
+# environment variables on every Django: from 6.1 as MAILERS, whose backends refuse options
+# they do not take, before as the EMAIL_* settings that 6.1 deprecates.
+_MAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+_MAIL_OPTIONS: dict[str, object] = {}
+if _MAIL_BACKEND.endswith(".filebased.EmailBackend"):
+    _MAIL_OPTIONS["file_path"] = env("EMAIL_FILE_PATH", default=str(BASE_DIR / "run" / "mail"))
+elif _MAIL_BACKEND.endswith(".smtp.EmailBackend"):
+    _MAIL_OPTIONS.update(
+        host=env("EMAIL_HOST", default="localhost"), port=env.int("EMAIL_PORT", default=25)
+    )
+if django.VERSION >= (6, 1):
+    MAILERS = {"default": {"BACKEND": _MAIL_BACKEND, "OPTIONS": _MAIL_OPTIONS}}
+else:
+    EMAIL_BACKEND = _MAIL_BACKEND
+    EMAIL_FILE_PATH = _MAIL_OPTIONS.get("file_path")
+    EMAIL_HOST = _MAIL_OPTIONS.get("host", "localhost")
+    EMAIL_PORT = _MAIL_OPTIONS.get("port", 25)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="progress@localhost")
 
 PROGRESS = {

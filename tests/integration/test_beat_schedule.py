@@ -29,6 +29,9 @@ def test_beat_sends_the_sweep_every_third_of_a_lease_or_sooner() -> None:
     assert 0 < every <= float(progress_settings.WORKER_LOST_AFTER) / 3
 
 
+# The database: Celery's Django fixup runs the system checks as a worker would, and from
+# Django 6.1 the model checks ask SQLite whether it has JSON.
+@pytest.mark.django_db
 def test_the_scheduled_sweep_is_a_task_the_worker_knows_and_expires_unrun() -> None:
     app.loader.import_default_modules()
     task = app.tasks["progress.sweep_lost_jobs"]
