@@ -61,7 +61,7 @@ lint: $(VENV)/.test
 
 typecheck: $(VENV)/.test
 	@echo "==> mypy"
-	@SECRET_KEY=mypy-only $(VENV)/bin/mypy progress tasks_site workers statements devstack tests bench
+	@SECRET_KEY=mypy-only $(VENV)/bin/mypy progress tasks_site workers statements devstack tests bench noxfile.py
 
 test-js: .system-deps
 	@echo "==> JavaScript unit tests (node --test)"

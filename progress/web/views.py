@@ -10,7 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.http import urlencode
 from django.utils.text import get_valid_filename
 from django.views import defaults
@@ -175,7 +175,17 @@ def result_json(request: HttpRequest, job_id: str) -> HttpResponse:
 
 
 def _is_api(request: HttpRequest) -> bool:
-    return request.path_info.startswith("/api/")
+    """Whether the request is for progress's JSON API, wherever the project mounts it: by the
+    view it resolved to, or, for a path that resolves to none, by the API's reversed root.
+    Another app's /api/ keeps its own error pages."""
+    match = getattr(request, "resolver_match", None)
+    if match is not None:
+        return "progress" in match.namespaces and (match.url_name or "").startswith("api-")
+    try:
+        root = reverse("progress:api-tasks").removesuffix("tasks/")
+    except NoReverseMatch:
+        return False
+    return request.path.startswith(root)
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

@@ -26,6 +26,7 @@ def test_the_wheel_holds_the_app_and_works_outside_this_repository(tmp_path: Pat
     source = tmp_path / "source"
     source.mkdir()
     shutil.copy(ROOT / "pyproject.toml", source)
+    shutil.copy(ROOT / "LICENSE", source)
     (source / "docs").mkdir()
     shutil.copy(ROOT / "docs" / "integrating.md", source / "docs")
     shutil.copytree(ROOT / "progress", source / "progress",
@@ -36,8 +37,16 @@ def test_the_wheel_holds_the_app_and_works_outside_this_repository(tmp_path: Pat
         check=True, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     [wheel] = wheels.glob("django_live_progress-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
+    archive = zipfile.ZipFile(wheel)
+    names = set(archive.namelist())
     assert set(NEEDED) <= names
+    # A licence a company may use, and types for its type checker.
+    assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
+    assert "progress/py.typed" in names
+    metadata = next(archive.read(n) for n in names if n.endswith(".dist-info/METADATA")).decode()
+    assert "License-Expression: BSD-3-Clause" in metadata
+    assert "Classifier: Framework :: Django :: 6.1" in metadata
+    assert "Requires-Dist: Django<6.2,>=5.2" in metadata
     assert not any(name.split("/")[0] in {"tasks_site", "workers", "statements", "tests"}
                    for name in names)  # fmt: skip
 
