@@ -1,9 +1,11 @@
-"""`pip install` of this repository gives another project the `progress` app, whole."""
+"""`pip install` of this repository gives another project the `progress` app, whole: the
+release's sdist and wheel build, pass `twine check`, and carry the licence and the types."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import tarfile
 import textwrap
 import zipfile
 from pathlib import Path
@@ -32,11 +34,19 @@ def test_the_wheel_holds_the_app_and_works_outside_this_repository(tmp_path: Pat
     shutil.copytree(ROOT / "progress", source / "progress",
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     wheels = tmp_path / "wheels"
+    # As a release is made: an sdist, the wheel built from it, and twine's check of both
+    # (the metadata PyPI would refuse, a description it could not render).
     subprocess.run(
-        [PYTHON, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(source)],
+        [PYTHON, "-m", "build", "--outdir", str(wheels), str(source)],
         check=True, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
+    checked = subprocess.run(
+        [PYTHON, "-m", "twine", "check", "--strict", *map(str, wheels.iterdir())],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     [wheel] = wheels.glob("django_live_progress-*.whl")
+    [sdist] = wheels.glob("django_live_progress-*.tar.gz")
     archive = zipfile.ZipFile(wheel)
     names = set(archive.namelist())
     assert set(NEEDED) <= names
@@ -47,6 +57,8 @@ def test_the_wheel_holds_the_app_and_works_outside_this_repository(tmp_path: Pat
     assert "License-Expression: BSD-3-Clause" in metadata
     assert "Classifier: Framework :: Django :: 6.1" in metadata
     assert "Requires-Dist: Django<6.2,>=5.2" in metadata
+    with tarfile.open(sdist) as tar:
+        assert any(name.endswith("/LICENSE") for name in tar.getnames())
     assert not any(name.split("/")[0] in {"tasks_site", "workers", "statements", "tests"}
                    for name in names)  # fmt: skip
 
