@@ -93,8 +93,17 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_REDIRECT_URL = "/"
-LOGOUT_REDIRECT_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "progress:dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+# Where the progress app is mounted: "" (the default) makes it the site, "tools/progress/"
+# puts it beside the host's own pages, as in a project that has its own "/" (tasks_site/urls.py).
+MOUNT_PROGRESS_AT = env("MOUNT_PROGRESS_AT", default="")
+if MOUNT_PROGRESS_AT and (MOUNT_PROGRESS_AT.startswith("/") or not MOUNT_PROGRESS_AT.endswith("/")):
+    raise ImproperlyConfigured(
+        f"MOUNT_PROGRESS_AT={MOUNT_PROGRESS_AT!r}: a path without a leading slash and with a "
+        "trailing one, such as 'tools/progress/', or empty."
+    )
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

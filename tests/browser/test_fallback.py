@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, WebSocketRoute, expect
+from playwright.sync_api import Browser, Page, expect
 
-from tests.helpers.browser import launch_count
+from tests.helpers.browser import block_web_sockets, launch_count
 from tests.helpers.stack import PASSWORD, Stack
 
 pytestmark = pytest.mark.browser
-
-
-def block_web_sockets(context: BrowserContext) -> list[str]:
-    """Closes every progress socket of the context's pages as soon as the page opens it, as a
-    proxy that drops upgrades would; returns the URLs refused, in order."""
-    refused: list[str] = []
-
-    def drop(route: WebSocketRoute) -> None:
-        refused.append(route.url)
-        route.close()
-
-    context.route_web_socket("**/ws/progress/", drop)
-    return refused
 
 
 def log_in_on_fallback(page: Page, stack: Stack, username: str) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import BrowserContext, Locator, Page, WebSocketRoute, expect
 
 from tests.helpers.stack import PASSWORD, Stack
 from tests.support import ROOT
@@ -46,6 +46,19 @@ def shoot(page: Page, name: str) -> None:
         target = ROOT / SCREENSHOTS / name
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(target), full_page=True)
+
+
+def block_web_sockets(context: BrowserContext) -> list[str]:
+    """Closes every progress socket of the context's pages as soon as the page opens it, as a
+    proxy that drops upgrades would; returns the URLs refused, in order."""
+    refused: list[str] = []
+
+    def drop(route: WebSocketRoute) -> None:
+        refused.append(route.url)
+        route.close()
+
+    context.route_web_socket("**/ws/progress/", drop)
+    return refused
 
 
 def launch_form(page: Page, task: str, **fields: object) -> Locator:
