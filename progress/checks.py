@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import mimetypes
 from typing import Any
 
 import celery
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
+from django.template import Context, TemplateDoesNotExist, TemplateSyntaxError
+from django.template.base import Template as DjangoTemplate
+from django.template.loader import get_template
+from django.template.loader_tags import BlockNode, ExtendsNode
 from django.utils.module_loading import import_string
 
 from progress import conf
 
 IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
+# What the app's pages fill in the template they extend: without "scripts", a page renders
+# and its live bars never load.
+PAGE_BLOCKS = ("content", "scripts")
+STYLESHEET = "progress/progress.css"
+WHITENOISE = "whitenoise.middleware.WhiteNoiseMiddleware"
 # The name of the app Celery makes up when a project has created none.
 _CELERY_FALLBACK_APP = "default"
 
@@ -107,3 +117,95 @@ def _check_sentinels(values: dict[str, Any]) -> list[CheckMessage]:
     else:
         return []
     return [Error(problem, hint=hint, id="progress.E007")]
+
+
+@register(Tags.templates)
+def check_pages(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Runs with every management command: the template the app's pages extend."""
+    try:
+        name = conf.validate(getattr(settings, "PROGRESS", None))["BASE_TEMPLATE"]
+    except ImproperlyConfigured:
+        return []  # progress.E003 says why.
+    where = f"PROGRESS['BASE_TEMPLATE'] = {name!r}"
+    hint = (
+        "Name a template with {% block content %} and, before </body>, {% block scripts %}"
+        " (and a {% block title %} in its <title>), or leave the default 'progress/base.html'."
+    )
+    try:
+        chain = _extends_chain(name)
+    except (TemplateDoesNotExist, TemplateSyntaxError) as exc:
+        return [Error(f"{where} cannot be loaded: {exc!r}.", hint=hint, id="progress.E008")]
+    if chain is None:  # Another template engine: nothing to read blocks from.
+        return []
+    blocks = {node.name for template in chain for node in _nodes(template, BlockNode)}
+    missing = [block for block in PAGE_BLOCKS if block not in blocks]
+    if missing:
+        return [
+            Error(
+                f"{where} has no block {' or '.join(missing)}: the app's pages would render"
+                " without their content or their live bars' scripts.",
+                hint=hint,
+                id="progress.E008",
+            )
+        ]
+    if not any(STYLESHEET in (template.source or "") for template in chain):
+        return [
+            Warning(
+                f"{where} does not load {STYLESHEET}: the app's pages would show unstyled.",
+                hint='Add <link rel="stylesheet" href="{% static \'progress/progress.css\' %}">'
+                " to its <head>, or silence progress.W008 if your own CSS bundles it.",
+                id="progress.W008",
+            )
+        ]
+    return []
+
+
+@register(Tags.staticfiles)
+def check_static(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Runs with every management command: would the browser get the app's ES modules?"""
+    messages: list[CheckMessage] = []
+    kind = mimetypes.guess_type("module.js")[0]
+    if kind not in ("text/javascript", "application/javascript"):
+        messages.append(
+            Warning(
+                f"This machine types .js files as {kind!r}: browsers refuse ES modules served"
+                " so, and the app's bars would never load.",
+                hint="Call mimetypes.add_type('text/javascript', '.js', True) in your settings.",
+                id="progress.W009",
+            )
+        )
+    static_url = str(getattr(settings, "STATIC_URL", "") or "")
+    served_elsewhere = static_url.startswith(("http://", "https://", "//"))
+    if not served_elsewhere and WHITENOISE not in getattr(settings, "MIDDLEWARE", []):
+        messages.append(
+            Warning(
+                f"Nothing in MIDDLEWARE serves STATIC_URL ({static_url!r}): under an ASGI server"
+                " (uvicorn, daphne) the app's scripts would answer 404, and its bars would"
+                " stop at their first state.",
+                hint=f"Add {WHITENOISE!r} right after SecurityMiddleware; or serve STATIC_ROOT"
+                " from your proxy, or run runserver, which serves them in DEBUG, and silence"
+                " progress.W010.",
+                id="progress.W010",
+            )
+        )
+    return messages
+
+
+def _extends_chain(name: str) -> list[DjangoTemplate] | None:
+    """The template and each it extends, for Django's template language; None for another."""
+    found = getattr(get_template(name), "template", None)
+    if not isinstance(found, DjangoTemplate):
+        return None
+    chain = [found]
+    # A bound on the chain's length: a template that extends itself loops in Django too.
+    for _ in range(20):
+        extends = _nodes(chain[-1], ExtendsNode)
+        parent = extends[0].parent_name.resolve(Context()) if extends else None
+        if not isinstance(parent, str) or not parent:
+            break
+        chain.append(chain[-1].engine.get_template(parent))
+    return chain
+
+
+def _nodes(template: DjangoTemplate, kind: type[Any]) -> list[Any]:
+    return list(template.nodelist.get_nodes_by_type(kind))

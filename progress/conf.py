@@ -68,10 +68,13 @@ DEFAULTS: dict[str, Any] = {
     # The bearer token GET /metrics/ asks of Prometheus (staff signed in need none);
     # empty turns the endpoint off (404).
     "METRICS_TOKEN": "",
+    # The template the app's pages (dashboard, job, history) extend: the app's own page, or
+    # the host's layout, which needs the blocks title, content and scripts (progress.E008).
+    "BASE_TEMPLATE": "progress/base.html",
 }
 
 _NUMBERS = {key for key, value in DEFAULTS.items() if isinstance(value, int | float)}
-_TEXTS = {"VISIBILITY", "LOG_LEVEL"}
+_TEXTS = {"VISIBILITY", "LOG_LEVEL", "BASE_TEMPLATE"}
 # Texts that may be empty, which turns their feature off.
 _OPTIONAL_TEXTS = {"METRICS_TOKEN"}
 

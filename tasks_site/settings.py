@@ -294,6 +294,8 @@ PROGRESS = {
     "THROTTLE": env.float("PROGRESS_THROTTLE", default=0.1),
     "RETENTION": env.float("PROGRESS_RETENTION", default=30 * 24 * 3600),
     "METRICS_TOKEN": env("PROGRESS_METRICS_TOKEN", default=""),
+    # The app's pages inside the demo's layout (templates/base.html), as a host's would be.
+    "BASE_TEMPLATE": "base.html",
 }
 
 # LOG_FORMAT=json writes one JSON object per line (progress/jsonlog.py), with the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import os
+from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -75,7 +76,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "live_urls": live_urls(),
         **_urls(),
     }
-    return render(request, "progress/dashboard.html", context)
+    return _page(request, "progress/dashboard.html", context)
 
 
 @login_required
@@ -98,7 +99,7 @@ def job_page(request: HttpRequest, job_id: str) -> HttpResponse:
         "cancel_url": urls["cancel_url"].replace("{id}", str(job.pk)),
         "retry_url": urls["retry_url"].replace("{id}", str(job.pk)),
     }
-    return render(request, "progress/job.html", context)
+    return _page(request, "progress/job.html", context)
 
 
 @login_required
@@ -139,7 +140,7 @@ def history(request: HttpRequest) -> HttpResponse:
         # Each page link keeps the filters: "?state=FAILURE&page=".
         "page_query": "?" + urlencode({**filters, "page": ""}),
     }
-    return render(request, "progress/history.html", context)
+    return _page(request, "progress/history.html", context)
 
 
 @login_required
@@ -172,6 +173,12 @@ def result_json(request: HttpRequest, job_id: str) -> HttpResponse:
     filename = get_valid_filename(f"{job.task}-{job.pk}.json")
     response["Content-Disposition"] = f'inline; filename="{filename}"'
     return response
+
+
+def _page(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
+    """One of the app's pages, extending PROGRESS["BASE_TEMPLATE"]."""
+    context["progress_base_template"] = progress_settings.BASE_TEMPLATE
+    return render(request, template, context)
 
 
 def _is_api(request: HttpRequest) -> bool:

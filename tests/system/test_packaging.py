@@ -18,6 +18,7 @@ NEEDED = [
     "progress/static/progress/widget.js",
     "progress/static/progress/progress.css",
     "progress/templates/progress/bar.html",
+    "progress/templates/progress/base.html",
     "progress/templatetags/progress.py",
     "progress/migrations/0001_initial.py",
     "progress/management/commands/progress.py",
@@ -85,7 +86,7 @@ def test_the_wheel_holds_the_app_and_works_outside_this_repository(tmp_path: Pat
         from django.template.loader import get_template
         from progress import launch, stages, subscribe, job_finished
         assert finders.find("progress/client.js"), "no client.js"
-        get_template("progress/bar.html")
+        get_template("progress/bar.html"), get_template("progress/base.html")
         print(progress.__file__)
     """)
     done = subprocess.run(
