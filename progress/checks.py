@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import mimetypes
 from typing import Any
 
@@ -68,6 +69,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 hint="Create one with config_from_object('django.conf:settings',"
                 " namespace='CELERY') and import it in your project's __init__.py.",
                 id="progress.E005",
+            )
+        )
+    if values["METRICS_TOKEN"] and importlib.util.find_spec("prometheus_client") is None:
+        messages.append(
+            Warning(
+                "PROGRESS['METRICS_TOKEN'] is set, but prometheus_client is not installed:"
+                " GET /metrics/ answers 404.",
+                hint="pip install 'django-live-progress[metrics]', or unset METRICS_TOKEN.",
+                id="progress.W011",
             )
         )
     layers = getattr(settings, "CHANNEL_LAYERS", {}) or {}

@@ -13,7 +13,13 @@ import logging
 import socket
 from importlib import import_module
 
-from uvicorn.server import Server
+try:
+    from uvicorn.server import Server
+except ImportError as exc:  # Run as `python -m progress.server`: say what to install.
+    raise SystemExit(
+        "progress.server runs on uvicorn, which is not installed:"
+        " pip install 'django-live-progress[server]'."
+    ) from exc
 
 from progress.protocol.frames import CloseCode
 

@@ -20,8 +20,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from progress.conf import progress_settings
+from progress.core import metrics as process_metrics
 from progress.core import reads, registry
-from progress.core.metrics import exposition
 from progress.exceptions import JobNotFound
 from progress.models import Job
 from progress.protocol.states import FINAL_STATES, State
@@ -229,15 +229,16 @@ def server_error(
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
     """Runs when Prometheus scrapes this process: its figures, for the bearer of
-    PROGRESS["METRICS_TOKEN"] or a signed-in staff user; 404 while no token is set."""
+    PROGRESS["METRICS_TOKEN"] or a signed-in staff user; 404 while no token is set, or
+    without prometheus_client (the [metrics] extra)."""
     token = str(progress_settings.METRICS_TOKEN)
-    if not token:
+    if not token or not process_metrics.AVAILABLE:
         raise Http404()
     if not (_bears(request, token) or request.user.is_staff):
         response = HttpResponse("Authentication required.\n", status=401, content_type="text/plain")
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
-    body, content_type = exposition()
+    body, content_type = process_metrics.exposition()
     return HttpResponse(body, content_type=content_type)
 
 

@@ -58,6 +58,10 @@ def test_the_wheel_holds_the_app_and_works_outside_this_repository(tmp_path: Pat
     assert "License-Expression: BSD-3-Clause" in metadata
     assert "Classifier: Framework :: Django :: 6.1" in metadata
     assert "Requires-Dist: Django<6.2,>=5.2" in metadata
+    # The optional parts are extras, not dependencies.
+    assert 'Requires-Dist: prometheus_client>=0.20; extra == "metrics"' in metadata
+    assert 'Requires-Dist: tqdm>=4.66; extra == "cli"' in metadata
+    assert "Provides-Extra: server" in metadata
     with tarfile.open(sdist) as tar:
         assert any(name.endswith("/LICENSE") for name in tar.getnames())
     assert not any(name.split("/")[0] in {"tasks_site", "workers", "statements", "tests"}

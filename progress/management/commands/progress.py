@@ -124,7 +124,7 @@ class Command(BaseCommand):
             job = reads.job_by_id(job_id)
         except JobNotFound:
             raise CommandError(f"No job {job_id!r}.", returncode=USAGE_ERROR) from None
-        view = _JsonLines(self.stdout) if as_json else _Bar(registry.title_of(job.task))
+        view = _JsonLines(self.stdout) if as_json else _bar(registry.title_of(job.task))
         try:
             final = asyncio.run(_follow(job, view, timeout or None))
         finally:
@@ -206,6 +206,32 @@ class _JsonLines:
 
 _KNOWN = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
 _UNKNOWN = "{desc}: {n_fmt} [{elapsed}{postfix}]"
+
+
+def _bar(title: str) -> _Bar | _Lines:
+    """tqdm's bar, which the [cli] extra installs; a line per state without it."""
+    try:
+        import tqdm  # noqa: F401
+    except ImportError:
+        return _Lines(title)
+    return _Bar(title)
+
+
+class _Lines:
+    """A line per state on stderr, for terminals without tqdm: "Count: PROGRESS 3/10 (30%)"."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+
+    def show(self, state: JobDict) -> None:
+        current, total, percent = state.get("current"), state.get("total"), state.get("percent")
+        counts = f" {current}/{total}" if total else f" {current}" if current else ""
+        share = f" ({percent:.0f}%)" if isinstance(percent, int | float) else ""
+        message = f" {state.get('message')}" if state.get("message") else ""
+        print(f"{self.title}: {state['state']}{counts}{share}{message}", file=sys.stderr)
+
+    def close(self) -> None:
+        """Nothing to close: each line is whole."""
 
 
 class _Bar:
