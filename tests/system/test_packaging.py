@@ -3,6 +3,7 @@ release's sdist and wheel build, pass `twine check`, and carry the licence and t
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tarfile
@@ -29,9 +30,11 @@ def test_the_wheel_holds_the_app_and_works_outside_this_repository(tmp_path: Pat
     source = tmp_path / "source"
     source.mkdir()
     shutil.copy(ROOT / "pyproject.toml", source)
-    shutil.copy(ROOT / "LICENSE", source)
+    for name in ("LICENSE", "CHANGELOG.md", "MANIFEST.in"):
+        shutil.copy(ROOT / name, source)
     (source / "docs").mkdir()
-    shutil.copy(ROOT / "docs" / "integrating.md", source / "docs")
+    for doc in ("package.md", "integrating.md", "protocol.md"):
+        shutil.copy(ROOT / "docs" / doc, source / "docs")
     shutil.copytree(ROOT / "progress", source / "progress",
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     wheels = tmp_path / "wheels"
@@ -63,7 +66,11 @@ def test_the_wheel_holds_the_app_and_works_outside_this_repository(tmp_path: Pat
     assert 'Requires-Dist: tqdm>=4.66; extra == "cli"' in metadata
     assert "Provides-Extra: server" in metadata
     with tarfile.open(sdist) as tar:
-        assert any(name.endswith("/LICENSE") for name in tar.getnames())
+        inside = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+    assert {"LICENSE", "CHANGELOG.md", "docs/integrating.md", "docs/protocol.md"} <= inside
+    # The package page stands alone: no link into a repository it does not come with.
+    assert "Description-Content-Type: text/markdown" in metadata
+    assert not re.search(r"\]\((?!https?://|#)", metadata), "a relative link on the package page"
     assert not any(name.split("/")[0] in {"tasks_site", "workers", "statements", "tests"}
                    for name in names)  # fmt: skip
 
