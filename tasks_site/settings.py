@@ -263,10 +263,15 @@ CELERY_BEAT_SCHEDULE = {
     "progress-sweep-lost-jobs": {"task": "progress.sweep_lost_jobs", "schedule": 5.0},
 }
 
-# The statements app mails its users; the console backend unless configured. The same
-# environment variables on every Django: from 6.1 as MAILERS, whose backends refuse options
-# they do not take, before as the EMAIL_* settings that 6.1 deprecates.
-_MAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# The statements app mails its users: to the console in DEBUG, else over SMTP (EMAIL_HOST),
+# unless EMAIL_BACKEND says otherwise; Django 6.1's check --deploy refuses the console in
+# production. The same environment variables on every Django: from 6.1 as MAILERS, whose
+# backends refuse options they do not take, before as the EMAIL_* settings 6.1 deprecates.
+_MAIL_BACKEND = env(
+    "EMAIL_BACKEND",
+    default="django.core.mail.backends."
+    + ("console.EmailBackend" if DEBUG else "smtp.EmailBackend"),
+)
 _MAIL_OPTIONS: dict[str, object] = {}
 if _MAIL_BACKEND.endswith(".filebased.EmailBackend"):
     _MAIL_OPTIONS["file_path"] = env("EMAIL_FILE_PATH", default=str(BASE_DIR / "run" / "mail"))
