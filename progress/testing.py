@@ -32,10 +32,9 @@ from typing import Any, cast
 from django.core.serializers.json import DjangoJSONEncoder
 from django.urls import NoReverseMatch, reverse
 
-from progress.conf import progress_settings
 from progress.exceptions import ProgressError
 from progress.protocol.states import JobDict, JobState, State
-from progress.worker import groups
+from progress.worker import groups, logs
 from progress.worker.handlers import error_detail, error_message
 from progress.worker.logs import JobLogHandler
 from progress.worker.reporter import JobReporter, activate, deactivate
@@ -309,17 +308,14 @@ def _job_logging() -> Iterator[None]:
     """Task code's `logging` reaches the job's log, as in a worker child (progress.worker.logs),
     and records at PROGRESS["LOG_LEVEL"] pass the root logger."""
     root = logging.getLogger()
-    level = logging.getLevelName(str(progress_settings.LOG_LEVEL))
-    handler = None
-    if not any(isinstance(h, JobLogHandler) for h in root.handlers):
-        handler = JobLogHandler(level=level)
-        root.addHandler(handler)
+    added = not any(isinstance(h, JobLogHandler) for h in root.handlers)
+    handler = logs.install()
     previous = root.level
-    if previous > level:
-        root.setLevel(level)
+    if previous > handler.level:
+        root.setLevel(handler.level)
     try:
         yield
     finally:
         root.setLevel(previous)
-        if handler is not None:
+        if added:
             root.removeHandler(handler)

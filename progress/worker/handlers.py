@@ -74,9 +74,7 @@ def _start_publisher(**kwargs: Any) -> None:
 def _on_prerun(task_id: str, task: Task, **kwargs: Any) -> None:
     """Runs before each task body; tasks not launched through progress are left alone, and
     cost nothing: neither a query nor a lookup in Redis."""
-    if not _may_be_job(task, task.request):
-        return
-    job = _job_of(task_id)
+    job = _job_of(task_id, task, task.request)
     if job is None:
         return
     reporter = JobReporter(job)
@@ -116,12 +114,11 @@ def _on_failure(
         running[0].finish(State.FAILURE, error=error, detail=detail)
         return
     # A lost child's task is known by its id alone: the main process has no request of it.
-    if not isinstance(exception, WorkerLostError) and not (
-        sender is not None and _may_be_job(sender, sender.request)
-    ):
-        return
-    ended = _end_unfinished(task_id, State.FAILURE, error=error, detail=detail)
-    if ended and isinstance(exception, WorkerLostError):
+    lost = isinstance(exception, WorkerLostError)
+    task = None if lost else sender
+    request = None if task is None else task.request
+    ended = _end_unfinished(task_id, State.FAILURE, task, request, error=error, detail=detail)
+    if ended and lost:
         metrics.WORKER_LOST.inc()
 
 
@@ -133,9 +130,7 @@ def _on_retry(sender: Task, request: Any, reason: object, **kwargs: Any) -> None
     if running is not None:
         running[0].retry(reason)
         return
-    if not _may_be_job(sender, request):
-        return
-    job = _job_of(getattr(request, "id", None))
+    job = _job_of(getattr(request, "id", None), sender, request)
     if job is not None and not job.is_final:
         machine.record_retry(job, "Worker lost; running the job again.")
 
@@ -152,30 +147,32 @@ def _on_postrun(task_id: str, **kwargs: Any) -> None:
 @task_revoked.connect
 def _on_revoked(request: Any, sender: Task | None = None, **kwargs: Any) -> None:
     """Runs in the worker's main process when a task is revoked, terminated or expired."""
-    if sender is not None and not _may_be_job(sender, request):
-        return
-    _end_unfinished(getattr(request, "id", None), State.REVOKED)
+    _end_unfinished(getattr(request, "id", None), State.REVOKED, sender, request)
 
 
-def _may_be_job(task: Task, request: Any) -> bool:
-    """Whether this call of `task` may be a progress job: sent with JOB_HEADER, as every
-    job is, or a registered task's (a message queued before the header, or by .delay()).
-    Any other task of the project costs no query."""
-    return carries_job(request) or registry.is_registered(task.name)
+def _job_of(task_id: object, task: Task | None = None, request: Any = None) -> Job | None:
+    """The job launched as this task, or None for tasks not launched through progress.
 
-
-def _job_of(task_id: object) -> Job | None:
-    """The job launched as this task, or None for tasks not launched through progress."""
+    Given the task and its request, a call that may not be a job costs no query: one sent
+    without JOB_HEADER (as every job is) of a task that is not registered (a registered
+    task's message may predate the header, or come from its own .delay())."""
+    if task is not None and not (carries_job(request) or registry.is_registered(task.name)):
+        return None
     job_uuid = parse_job_id(task_id)
     return Job.objects.filter(pk=job_uuid).first() if job_uuid else None
 
 
 def _end_unfinished(
-    task_id: object, final: State, error: str | None = None, detail: str = ""
+    task_id: object,
+    final: State,
+    task: Task | None = None,
+    request: Any = None,
+    error: str | None = None,
+    detail: str = "",
 ) -> bool:
     """Ends the task's job from outside its reporter, unless it has already ended; True if
     this call ended it."""
-    job = _job_of(task_id)
+    job = _job_of(task_id, task, request)
     if job is None or job.is_final:
         return False
     return machine.record_final(job, final, error=error, detail=detail) is not None
