@@ -21,7 +21,7 @@ $(VENV)/.base: requirements/base.txt
 	@echo "==> Creating $(VENV) and installing requirements/base.txt (the first run takes a minute)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PIP) install --progress-bar off -r requirements/base.txt | grep -v '^Requirement already satisfied' || true
-	@$(PY) -c "import django, channels, celery, uvicorn, honcho" || { echo "install failed"; exit 1; }
+	@$(PY) -c "import django, channels, celery, uvicorn" || { echo "install failed"; exit 1; }
 	@touch $@
 
 $(VENV)/.test: requirements/test.txt $(VENV)/.base

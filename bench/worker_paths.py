@@ -70,7 +70,7 @@ class PathRun:
         return seconds * 1e6 / self.updates if self.updates else math.nan
 
 
-def layer_message(state: Any, seq: int, job_json: str) -> dict[str, Any]:
+def layer_message(state: Any, seq: int, job_json: str, epoch: str = "") -> dict[str, Any]:
     """A job message as the publisher puts it into the layer: the frame encoded once."""
     from progress.protocol.frames import job_frame
     from progress.protocol.layer import LAYER_JOB_MESSAGE
@@ -79,6 +79,7 @@ def layer_message(state: Any, seq: int, job_json: str) -> dict[str, Any]:
         "type": LAYER_JOB_MESSAGE,
         "job_id": state.id,
         "seq": seq,
+        "epoch": epoch,
         "final": state.is_final,
         "frame": job_frame(job_json),
     }
@@ -149,15 +150,17 @@ class SyncSender:
 
     def send(self, state: Any) -> int | None:
         from progress.core.keys import state_key
+        from progress.core.store import new_epoch
         from progress.protocol.layer import user_group
 
         head, tail = state.encode()
-        # The store's arguments (StateStore.save_many): no floor, no group version.
-        args = [head, tail, state.state.value, int(state.is_final), self.ttl, 0, 0]
+        # The store's arguments (StateStore.save_many): no floor, no group version, an epoch.
+        args = [head, tail, state.state.value, int(state.is_final), self.ttl, 0, 0, new_epoch()]
         saved = self.save_script(keys=[state_key(state.id)], args=args)
         if not saved:
             return None
-        self.group_send(user_group(state.owner_id), layer_message(state, int(saved[0]), saved[1]))
+        message = layer_message(state, int(saved[0]), saved[1], saved[2])
+        self.group_send(user_group(state.owner_id), message)
         return int(saved[0])
 
     def group_send(self, group: str, message: dict[str, Any]) -> None:

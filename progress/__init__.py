@@ -34,8 +34,9 @@ if TYPE_CHECKING:
     from progress.signals import job_finished, job_progress, job_started
     from progress.web.mixins import ProgressConsumerMixin
     from progress.web.subscriptions import subscribe, subscribe_user
+    from progress.worker.calls import attach_file, log, set_progress, track
     from progress.worker.groups import run_group
-    from progress.worker.reporter import attach_file, log, set_progress, track
+    from progress.worker.reporter import JobEnded
     from progress.worker.steps import bar, stages
 
 # Public name -> "module" (the same name there) or "module:attribute".
@@ -52,10 +53,10 @@ _PUBLIC = {
     "State": "progress.protocol.states",
     "JobDict": "progress.protocol.states",
     # Reporting, from task code and the helpers it calls (worker processes).
-    "set_progress": "progress.worker.reporter",
-    "track": "progress.worker.reporter",
-    "attach_file": "progress.worker.reporter",
-    "log": "progress.worker.reporter",
+    "set_progress": "progress.worker.calls",
+    "track": "progress.worker.calls",
+    "attach_file": "progress.worker.calls",
+    "log": "progress.worker.calls",
     "stages": "progress.worker.steps",
     "bar": "progress.worker.steps",
     "ProgressRecorder": "progress.compat",
@@ -70,6 +71,7 @@ _PUBLIC = {
     "ProgressConsumerMixin": "progress.web.mixins",
     # Errors.
     "JobError": "progress.exceptions",
+    "JobEnded": "progress.worker.reporter",
     "ProgressError": "progress.exceptions",
     "JobNotFound": "progress.exceptions",
     "UnknownTask": "progress.exceptions",
@@ -84,6 +86,7 @@ __all__ = [
     "InvalidParams",
     "Job",
     "JobDict",
+    "JobEnded",
     "JobError",
     "JobNotFound",
     "NotRetryable",

@@ -11,4 +11,4 @@ class ProgressConfig(AppConfig):
         """Runs once Django is set up: registers system checks and signal handlers."""
         from progress import checks  # noqa: F401
         from progress.web import sessions  # noqa: F401
-        from progress.worker import handlers  # noqa: F401
+        from progress.worker import handlers, shutdown  # noqa: F401

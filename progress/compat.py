@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from progress.worker.reporter import set_progress
+from progress.worker.calls import set_progress
 
 
 class ProgressRecorder:

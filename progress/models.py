@@ -60,6 +60,9 @@ class Job(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
     )
     seq = models.PositiveIntegerField(default=0)
+    # The epoch of the numbering `seq` belongs to (the contract's `epoch`): Redis's, as of
+    # the last change of state written here.
+    epoch = models.CharField(max_length=32, blank=True, default="")
     ts = models.FloatField(default=0)
     created = models.DateTimeField(default=timezone.now, db_index=True)
     started = models.DateTimeField(null=True, blank=True)
@@ -103,4 +106,4 @@ class Job(models.Model):
         )
 
     def to_json(self) -> str:
-        return self.to_state().to_json(self.seq)
+        return self.to_state().to_json(self.seq, self.epoch)

@@ -37,15 +37,16 @@ job_progress = Signal()
 job_finished = Signal()
 
 
-def send(signal: Signal, state: JobState, seq: int | None, **extra: Any) -> None:
-    """Runs after a state is recorded: calls the receivers, logging any that fail."""
+def send(signal: Signal, state: JobState, seq: int | None, epoch: str = "", **extra: Any) -> None:
+    """Runs after a state is recorded: calls the receivers, logging any that fail. A state
+    not numbered yet (`seq` None: job_progress) has no epoch either."""
     if not signal.has_listeners():
         return
     from progress.models import Job
 
-    payload: dict[str, Any] = json.loads(state.to_json(seq or 0))
+    payload: dict[str, Any] = json.loads(state.to_json(seq or 0, epoch))
     if seq is None:
-        payload["seq"] = None
+        payload["seq"] = payload["epoch"] = None
     results = signal.send_robust(
         sender=Job,
         job_id=state.id,

@@ -33,7 +33,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.urls import NoReverseMatch, reverse
 
 from progress.exceptions import ProgressError
-from progress.protocol.states import JobDict, JobState, State
+from progress.protocol.states import JobDict, JobState, Mark, State
 from progress.worker import groups, logs
 from progress.worker.handlers import error_detail, error_message
 from progress.worker.logs import JobLogHandler
@@ -99,6 +99,10 @@ class FakeClock:
         return len(self._timers)
 
 
+# The epoch of every state a MemorySink numbers: its numbering never restarts.
+MEMORY_EPOCH = "memory"
+
+
 class MemorySink:
     """Where an in-memory job's states, log lines and files go: lists a test reads.
 
@@ -119,7 +123,8 @@ class MemorySink:
             if self.states and State(self.states[-1]["state"]).is_final:
                 return None
             self._seq = max(self._seq, floor) + 1
-            self.states.append(cast(JobDict, json.loads(state.to_json(self._seq))))
+            job = state.to_json(self._seq, MEMORY_EPOCH)
+            self.states.append(cast(JobDict, json.loads(job)))
             return self._seq
 
     def commit(self, state: JobState, floor: int, detail: str) -> int | None:
@@ -128,9 +133,10 @@ class MemorySink:
             self.detail = detail
         return seq
 
-    def publish(self, state: JobState, floor: int) -> Future[int | None]:
-        future: Future[int | None] = Future()
-        future.set_result(self._keep(state, floor))
+    def publish(self, state: JobState, floor: int) -> Future[Mark | None]:
+        future: Future[Mark | None] = Future()
+        seq = self._keep(state, floor)
+        future.set_result(None if seq is None else Mark(MEMORY_EPOCH, seq))
         return future
 
     def progressed(self, state: JobState, write: bool) -> None:

@@ -14,8 +14,9 @@ from django.utils import timezone
 
 from progress import signals
 from progress.core.outage import REDIS_UNAVAILABLE
-from progress.core.publisher import get_publisher
+from progress.core.publisher import Publisher, get_publisher
 from progress.core.reads import current_state
+from progress.core.store import Numbered
 from progress.jsonlog import about
 from progress.models import Job
 from progress.protocol.messages import JOB_HEADERS
@@ -43,10 +44,20 @@ def _now_iso() -> str:
 def commit_state(state: JobState, floor: int = 0, detail: str = "") -> int | None:
     """Publishes a change of state and writes it to the row; None if the job had already ended.
 
+    The order of effects, which pages may rely on: the state is numbered in Redis, then
+    written to the row, then job_started or job_finished receivers run; a final state's
+    frame goes out only after that, so a page that reloads on it reads what they wrote.
     `detail` is what staff may read of a failure (in the admin), never sent to users.
     """
+    publisher = get_publisher()
+    fields: dict[str, Any] = {}
+    numbered: Numbered | None = None
     try:
-        seq = get_publisher().publish(state, floor).result(PUBLISH_TIMEOUT)
+        if state.is_final:
+            numbered = publisher.number(state, floor, PUBLISH_TIMEOUT)
+            mark = None if numbered is None else numbered.mark
+        else:
+            mark = publisher.publish(state, floor).result(PUBLISH_TIMEOUT)
     except Exception as exc:  # Redis down: the row records the state; the publisher retries.
         logger.warning(
             "Could not publish %s of job %s yet: %r",
@@ -55,17 +66,20 @@ def commit_state(state: JobState, floor: int = 0, detail: str = "") -> int | Non
             exc,
             extra=about(state.id, state.owner_id),
         )
-        seq = floor + 1
-    if seq is None:
-        return None
-    fields: dict[str, Any] = {
-        "state": state.state.value,
-        "current": state.current,
-        "total": state.total,
-        "message": state.message[:MAX_MESSAGE_LENGTH],
-        "ts": state.ts,
-        "seq": seq,
-    }
+        seq, deferred = floor + 1, True
+    else:
+        if mark is None:
+            return None
+        seq, deferred = mark.seq, False
+        fields["epoch"] = mark.epoch
+    fields.update(
+        state=state.state.value,
+        current=state.current,
+        total=state.total,
+        message=state.message[:MAX_MESSAGE_LENGTH],
+        ts=state.ts,
+        seq=seq,
+    )
     if state.started:
         fields["started"] = datetime.fromisoformat(state.started)
     if state.is_final:
@@ -74,15 +88,38 @@ def commit_state(state: JobState, floor: int = 0, detail: str = "") -> int | Non
             error=state.error or "",
             error_detail=detail[:MAX_DETAIL_LENGTH],
             finished=datetime.fromisoformat(state.finished or _now_iso()),
+            log=_kept_log(state.id),
         )
-    if state.is_final:
-        fields["log"] = _kept_log(state.id)
     updated = Job.objects.filter(pk=state.id).exclude(state__in=FINAL_STATES).update(**fields)
     if updated:
-        _announce(state, seq)
-        if state.is_final and state.parent:
+        _announce(state, seq, fields.get("epoch", ""))
+    if state.is_final:
+        _send_final(publisher, state, floor, numbered, deferred)
+        if updated and state.parent:
             part_ended(state.id, state.parent)
     return seq
+
+
+def _send_final(
+    publisher: Publisher, state: JobState, floor: int, numbered: Numbered | None, deferred: bool
+) -> None:
+    """Runs once a final state is written and announced: its frame goes out, or, when Redis
+    could not number it, the publisher numbers and sends it once Redis is back."""
+    if deferred:
+        publisher.publish(state, floor)
+        return
+    if numbered is None:
+        return
+    try:
+        publisher.send(state, numbered).result(PUBLISH_TIMEOUT)
+    except Exception as exc:  # Kept in Redis: the hubs' reconcile passes it on.
+        logger.warning(
+            "Could not send %s of job %s yet: %r",
+            state.state,
+            state.id,
+            exc,
+            extra=about(state.id, state.owner_id),
+        )
 
 
 def _kept_log(job_id: str) -> list[dict[str, Any]]:
@@ -96,7 +133,7 @@ def _kept_log(job_id: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines]
 
 
-def _announce(state: JobState, seq: int) -> None:
+def _announce(state: JobState, seq: int, epoch: str) -> None:
     """Runs once a change of state is written: sends job_started or job_finished."""
     if state.is_final:
         signal = signals.job_finished
@@ -105,7 +142,7 @@ def _announce(state: JobState, seq: int) -> None:
     else:
         return
     if signal.has_listeners():
-        signals.send(signal, state, seq, job=Job.objects.get(pk=state.id))
+        signals.send(signal, state, seq, epoch, job=Job.objects.get(pk=state.id))
 
 
 def write_progress(state: JobState) -> None:

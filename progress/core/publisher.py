@@ -16,7 +16,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from channels.layers import get_channel_layer
@@ -25,7 +24,8 @@ from progress.conf import progress_settings
 from progress.core import metrics
 from progress.core.leases import Leases
 from progress.core.outage import REDIS_UNAVAILABLE, retry_delay
-from progress.core.store import GroupSum, StateStore
+from progress.core.outgoing import Outgoing, coalesce
+from progress.core.store import GroupSum, Numbered, StateStore
 from progress.jsonlog import about
 from progress.protocol.frames import job_frame, log_frame
 from progress.protocol.layer import (
@@ -36,7 +36,7 @@ from progress.protocol.layer import (
     user_group,
 )
 from progress.protocol.parts import group_progress
-from progress.protocol.states import JobState, State
+from progress.protocol.states import JobState, Mark
 
 logger = logging.getLogger(__name__)
 
@@ -50,32 +50,6 @@ SENDS_IN_FLIGHT = 16
 _LogBatch = tuple[str, int, list[str], concurrent.futures.Future[None]]
 
 
-class PublishDeferred(Exception):
-    """A state Redis could not take at once; the publisher keeps retrying it in the background."""
-
-
-@dataclass(slots=True)
-class _Outgoing:
-    state: JobState
-    floor: int
-    future: concurrent.futures.Future[int | None] = field(default_factory=concurrent.futures.Future)
-    # (seq, json) once Redis has numbered the state; a retry then only sends it.
-    numbered: tuple[int, str] | None = None
-    # The monotonic time after which a state that keeps failing is given up.
-    give_up_at: float = 0.0
-    # For a group job's sum of its parts: the sum's version (see store._SAVE_STATE).
-    version: int = 0
-
-    def resolve(self, seq: int | None) -> None:
-        if not self.future.done():
-            self.future.set_result(seq)
-
-    def defer(self, exc: BaseException) -> None:
-        """Runs on a first failure: a waiting caller moves on while the retries go on."""
-        if not self.future.done():
-            self.future.set_exception(PublishDeferred(repr(exc)))
-
-
 class Publisher:
     """Numbers each new job state in Redis and sends it to the owner's group.
 
@@ -87,7 +61,7 @@ class Publisher:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._queue: asyncio.Queue[_Outgoing] | None = None
+        self._queue: asyncio.Queue[Outgoing] | None = None
         # Batches of log lines, as (job id, owner id, lines), sent in order by one coroutine.
         self._log_queue: asyncio.Queue[_LogBatch] | None = None
         self._store: StateStore | None = None
@@ -160,11 +134,32 @@ class Publisher:
         loop = self._ensure_loop()
         loop.call_soon_threadsafe(loop.call_later, delay, callback)
 
-    def publish(self, state: JobState, floor: int = 0) -> concurrent.futures.Future[int | None]:
-        """Queues a state; the future gives its seq, None if the job had already ended, or
+    def publish(self, state: JobState, floor: int = 0) -> concurrent.futures.Future[Mark | None]:
+        """Queues a state; the future gives its mark (epoch and seq), None if the job had
+        already ended, or
         raises PublishDeferred if Redis could not take it yet (it is still retried)."""
         loop = self._ensure_loop()
-        item = _Outgoing(state, floor)
+        item = Outgoing(state, floor)
+        loop.call_soon_threadsafe(self._enqueue, item)
+        return item.future
+
+    def number(self, state: JobState, floor: int = 0, timeout: float = 10.0) -> Numbered | None:
+        """Numbers a state in Redis without sending it, waiting for it (and adds a part's to
+        its group's sum); None if the job had already ended. send() sends it later: a final
+        state reaches browsers only once the job_finished receivers ran (machine)."""
+        return self.call(self._number(state, floor), timeout)
+
+    async def _number(self, state: JobState, floor: int) -> Numbered | None:
+        assert self._store is not None
+        numbered = await self._store.save(state, floor)
+        if numbered is not None and state.parent:
+            await self._add_to_groups([state])
+        return numbered
+
+    def send(self, state: JobState, numbered: Numbered) -> concurrent.futures.Future[Mark | None]:
+        """Queues a state number() numbered, to be sent after the job's states queued before."""
+        loop = self._ensure_loop()
+        item = Outgoing(state, 0, numbered=numbered)
         loop.call_soon_threadsafe(self._enqueue, item)
         return item.future
 
@@ -221,7 +216,7 @@ class Publisher:
         }
         return self.submit(_layer().group_send(group, message))
 
-    def _enqueue(self, item: _Outgoing) -> None:
+    def _enqueue(self, item: Outgoing) -> None:
         assert self._queue is not None
         self._queue.put_nowait(item)
 
@@ -230,7 +225,7 @@ class Publisher:
     async def _drain(self) -> None:
         """Runs forever: sends what is queued, a batch at a time, retrying what Redis refused."""
         assert self._queue is not None
-        retrying: list[_Outgoing] = []
+        retrying: list[Outgoing] = []
         failures = 0
         while True:
             if retrying:
@@ -241,7 +236,7 @@ class Publisher:
             while not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                retrying = await self._send_batch(_coalesce(batch))
+                retrying = await self._send_batch(coalesce(batch))
             except Exception as exc:  # The drain must outlive any one failure.
                 logger.exception("Could not publish %d states", len(batch))
                 for item in batch:
@@ -250,7 +245,7 @@ class Publisher:
                 retrying = []
             failures = failures + 1 if retrying else 0
 
-    async def _send_batch(self, items: list[_Outgoing]) -> list[_Outgoing]:
+    async def _send_batch(self, items: list[Outgoing]) -> list[Outgoing]:
         """Numbers the batch in one round trip, then sends each job's states in order.
 
         Returns the states to try again. With many jobs running in one worker
@@ -271,7 +266,7 @@ class Publisher:
             # Before the parts' states go out, so a part's final state is in its group's sum
             # by the time whoever committed it asks whether the group has ended.
             await self._add_to_groups([i.state for i in fresh if i.numbered and i.state.parent])
-        per_job: dict[str, list[_Outgoing]] = {}
+        per_job: dict[str, list[Outgoing]] = {}
         for item in items:
             if item.numbered is not None:  # None: the job had already ended.
                 per_job.setdefault(item.state.id, []).append(item)
@@ -298,31 +293,31 @@ class Publisher:
         for part, total in newest.values():
             group = JobState.from_dict(json.loads(total.json), part.owner_id)
             group_progress(group, total, now)
-            self._enqueue(_Outgoing(group, 0, version=total.version))
+            self._enqueue(Outgoing(group, 0, version=total.version))
 
-    async def _refused(self, item: _Outgoing) -> tuple[int, str] | None:
+    async def _refused(self, item: Outgoing) -> Numbered | None:
         """Runs when Redis refuses a state: the job has ended, or Redis saved this very state
         before the connection dropped on a former try; then the stored final state goes out."""
         if item.give_up_at and item.state.is_final:
             assert self._store is not None
             latest = (await self._store.get_many([item.state.id])).get(item.state.id)
             if latest is not None and latest.final:
-                return latest.seq, latest.json
+                return Numbered(latest.seq, latest.json, latest.epoch)
         item.resolve(None)
         return None
 
-    async def _send_job(self, layer: Any, chain: list[_Outgoing]) -> list[_Outgoing]:
+    async def _send_job(self, layer: Any, chain: list[Outgoing]) -> list[Outgoing]:
         """Sends one job's states in order; returns the ones to try again, from the first
         that failed, so the job's order holds."""
         for index, item in enumerate(chain):
-            assert item.numbered is not None
-            seq, job_json = item.numbered
+            numbered = item.numbered
+            assert numbered is not None
             # One group per state: sockets watching someone else's job listen on the owner's
             # group through their hub and keep only that job (progress.web.outbox.OneJob).
             group = user_group(item.state.owner_id)
-            frame = job_frame(job_json)
+            frame = job_frame(numbered.json)
             message = job_message(
-                group, item.state.id, seq, item.state.is_final, frame, ts=item.state.ts
+                group, item.state.id, numbered.mark, item.state.is_final, frame, ts=item.state.ts
             )
             try:
                 async with self._sending:
@@ -330,10 +325,10 @@ class Publisher:
             except REDIS_UNAVAILABLE as exc:
                 return self._keep(chain[index:], exc, "send")
             metrics.PUBLISHED_JOB.inc()
-            item.resolve(seq)
+            item.resolve(numbered.mark)
         return []
 
-    def _keep(self, items: list[_Outgoing], exc: BaseException, step: str) -> list[_Outgoing]:
+    def _keep(self, items: list[Outgoing], exc: BaseException, step: str) -> list[Outgoing]:
         """The items still worth retrying after a failure; the others fail for good."""
         now = time.monotonic()
         kept = []
@@ -352,21 +347,6 @@ class Publisher:
                 )
         logger.warning("Could not %s %d states, retrying: %r", step, len(kept), exc)
         return kept
-
-
-# What Redis or the network raise while Redis restarts or is out of reach.
-
-
-def _coalesce(batch: list[_Outgoing]) -> list[_Outgoing]:
-    """The batch without progress states that a later state of the same job supersedes."""
-    last = {item.state.id: index for index, item in enumerate(batch)}
-    kept = []
-    for index, item in enumerate(batch):
-        if item.state.state is State.PROGRESS and last[item.state.id] != index:
-            item.resolve(None)
-        else:
-            kept.append(item)
-    return kept
 
 
 def _layer() -> Any:

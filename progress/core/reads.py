@@ -25,6 +25,7 @@ from progress.protocol.states import (
     FINAL_STATES,
     JobDict,
     JobState,
+    Mark,
     dumps_compact,
 )
 
@@ -71,8 +72,8 @@ def get_visible_job(user: User, job_id: object) -> Job:
         raise JobNotFound() from None
 
 
-def _stored_states(job_ids: list[str]) -> dict[str, Latest]:
-    """The states Redis holds of these jobs; none when Redis is out of reach."""
+def _stored_states(job_ids: list[str]) -> dict[str, Latest] | None:
+    """The states Redis holds of these jobs; None when Redis is out of reach."""
     if not job_ids:
         return {}
     try:
@@ -80,29 +81,67 @@ def _stored_states(job_ids: list[str]) -> dict[str, Latest]:
         return publisher.call(publisher.store.get_many(job_ids))
     except REDIS_UNAVAILABLE as exc:
         logger.warning("Job states unavailable from Redis, using the database: %r", exc)
-        return {}
+        return None
+
+
+def _seed(jobs: list[Job]) -> dict[str, Latest]:
+    """Puts the states of unfinished jobs Redis lost back from their rows, each under a new
+    epoch, so that every reader learns that their numbering restarted; what Redis held
+    instead wins where a worker got there first."""
+    try:
+        publisher = get_publisher()
+        rows = [(job.to_state(), job.seq) for job in jobs]
+        seeded = publisher.call(publisher.store.seed_many(rows))
+    except REDIS_UNAVAILABLE as exc:
+        logger.warning("Could not put job states back into Redis: %r", exc)
+        return {str(job.pk): _row_latest(job) for job in jobs}
+    for job, found in zip(jobs, seeded, strict=True):
+        if found.epoch != job.epoch:
+            # Where the row is read next (Redis away), it tells of the new numbering.
+            Job.objects.filter(pk=job.pk, seq__lte=found.seq).update(epoch=found.epoch)
+    return {str(job.pk): found for job, found in zip(jobs, seeded, strict=True)}
+
+
+def _row_latest(job: Job) -> Latest:
+    return Latest(job.seq, job.to_json(), job.is_final, job.epoch)
 
 
 def _newest(
-    row_seqs: Sequence[tuple[str, int]], rows: Callable[[list[str]], Iterable[Job]]
+    row_marks: Sequence[tuple[str, Mark]], rows: Callable[[list[str]], Iterable[Job]]
 ) -> dict[str, Latest]:
-    """The newest state of each (job id, its row's seq): Redis's if it is at least as new as
-    the row's, else the row's, which `rows` loads for those jobs only."""
-    stored = _stored_states([job_id for job_id, _seq in row_seqs])
+    """The newest state of each (job id, its row's epoch and seq): Redis's, unless the row's
+    is newer in the same epoch; the row's, which `rows` loads for those jobs only, where Redis
+    has none. Unfinished jobs Redis lost are seeded back from their rows (see _seed())."""
+    reached = _stored_states([job_id for job_id, _mark in row_marks])
+    stored = {} if reached is None else reached
     behind = [
-        job_id for job_id, seq in row_seqs if job_id not in stored or stored[job_id].seq < seq
+        job_id
+        for job_id, mark in row_marks
+        if job_id not in stored
+        or (stored[job_id].epoch == mark.epoch and stored[job_id].seq < mark.seq)
     ]
+    lost: list[Job] = []
     for job in rows(behind) if behind else ():
-        stored[str(job.pk)] = Latest(job.seq, job.to_json(), job.is_final)
+        if reached is not None and str(job.pk) not in stored and job.seq and not job.is_final:
+            lost.append(job)
+        else:
+            stored[str(job.pk)] = _row_latest(job)
+    if lost:
+        stored.update(_seed(lost))
     return stored
 
 
 def latest(jobs: Sequence[Job]) -> list[tuple[Job, Latest]]:
     """Each job with its newest state: Redis's if it is newer than the row's."""
     by_id = {str(job.id): job for job in jobs}
-    newest = _newest([(job_id, job.seq) for job_id, job in by_id.items()],
+    newest = _newest([(job_id, Mark(job.epoch, job.seq)) for job_id, job in by_id.items()],
                      lambda ids: (by_id[job_id] for job_id in ids))  # fmt: skip
     return [(job, newest[str(job.id)]) for job in jobs]
+
+
+def latest_by_id(job_ids: Sequence[str]) -> dict[str, Latest]:
+    """The newest state of each of these jobs that still exists, by id."""
+    return {str(job.pk): found for job, found in latest(list(Job.objects.filter(pk__in=job_ids)))}
 
 
 def latest_of(job: Job) -> Latest:
@@ -128,8 +167,8 @@ def state_of(job: Job) -> JobDict:
 
 def current_state(job: Job) -> tuple[JobState, int]:
     """The job's newest state and its seq."""
-    seq, payload, _final = latest_of(job)
-    return JobState.from_dict(json.loads(payload), job.owner_id), seq
+    found = latest_of(job)
+    return JobState.from_dict(json.loads(found.json), job.owner_id), found.seq
 
 
 def list_jobs(user: User) -> list[str]:
@@ -146,13 +185,13 @@ def owner_snapshot(owner_id: int) -> list[tuple[str, Latest]]:
     are read whole only for the jobs whose newest state Redis no longer holds.
     """
     own = Job.objects.filter(owner_id=owner_id)
-    fields = ("pk", "seq", "created")
+    fields = ("pk", "epoch", "seq", "created")
     rows = list(own.unfinished().values_list(*fields))
     rows += own.finished().values_list(*fields)[: progress_settings.SNAPSHOT_FINISHED]
-    rows.sort(key=lambda row: row[2], reverse=True)
-    row_seqs = [(str(pk), seq) for pk, seq, _created in rows]
-    newest = _newest(row_seqs, lambda ids: Job.objects.filter(pk__in=ids))
-    return [(job_id, newest[job_id]) for job_id, _seq in row_seqs]
+    rows.sort(key=lambda row: row[3], reverse=True)
+    row_marks = [(str(pk), Mark(epoch, seq)) for pk, epoch, seq, _created in rows]
+    newest = _newest(row_marks, lambda ids: Job.objects.filter(pk__in=ids))
+    return [(job_id, newest[job_id]) for job_id, _mark in row_marks]
 
 
 def job_log(job: Job) -> list[str]:

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 # Numbers a job's state and stores it in one step, so that seq grows strictly
 # whichever process writes, a PENDING never follows a later state, and nothing
-# follows a final state. `floor` carries a seq already shown elsewhere, so a
-# key lost with a Redis restart cannot restart the numbering below it. A group's
-# sum (ARGV[7] > 0, its version) is dropped when a newer sum was stored first:
-# parts in several workers sum in one order and may be published in another.
+# follows a final state. A key Redis does not have starts a new numbering, under
+# the epoch the caller offers (ARGV[8]): a key lost with a Redis restart or a
+# flush thus comes back under another epoch, and clients know its seqs restarted.
+# `floor` carries a seq already shown elsewhere, so that clients unaware of
+# epochs rarely drop the first states of a new one. A group's sum (ARGV[7] > 0,
+# its version) is dropped when a newer sum was stored first: parts in several
+# workers sum in one order and may be published in another. A job stopped by a
+# worker's shutdown (STOP_JOB) takes no more progress from the task it stopped,
+# only the RETRY that says so and the next run's STARTED.
 SAVE_STATE = """
 if redis.call('HEXISTS', KEYS[1], 'final') == 1 then return false end
+if redis.call('HEXISTS', KEYS[1], 'stopped') == 1 then
+  if ARGV[3] == 'PROGRESS' then return false end
+  if ARGV[3] == 'STARTED' then redis.call('HDEL', KEYS[1], 'stopped') end
+end
 local version = tonumber(ARGV[7] or '0')
 if version > 0 then
   if version <= tonumber(redis.call('HGET', KEYS[1], 'version') or '0') then return false end
@@ -17,14 +26,44 @@ if version > 0 then
 end
 local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
 if ARGV[3] == 'PENDING' and seq > 0 then return false end
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then epoch = ARGV[8] end
 local floor = tonumber(ARGV[6])
 if floor > seq then seq = floor end
 seq = seq + 1
-local json = ARGV[1] .. seq .. ARGV[2]
-redis.call('HSET', KEYS[1], 'seq', seq, 'json', json)
+local json = ARGV[1] .. seq .. ',"epoch":"' .. epoch .. '"' .. ARGV[2]
+redis.call('HSET', KEYS[1], 'seq', seq, 'json', json, 'epoch', epoch)
 if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'final', '1') end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-return {seq, json}
+return {seq, json, epoch}
+"""
+
+
+# Puts back a job's state read from its row, when Redis has none (it lost its data):
+# under a new epoch (ARGV[5]) and the row's seq, unless a state was stored meanwhile,
+# which wins. Returns the stored seq, JSON, epoch and 1 if final, either way. ARGV: the JSON split
+# where seq and epoch go, the row's seq, 1 if final, the new epoch, the TTL.
+SEED_STATE = """
+local held = redis.call('HMGET', KEYS[1], 'seq', 'json', 'epoch', 'final')
+if held[1] and held[2] then
+  return {tonumber(held[1]), held[2], held[3] or '', held[4] and 1 or 0}
+end
+local json = ARGV[1] .. ARGV[3] .. ',"epoch":"' .. ARGV[5] .. '"' .. ARGV[2]
+redis.call('HSET', KEYS[1], 'seq', ARGV[3], 'json', json, 'epoch', ARGV[5])
+if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'final', '1') end
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+return {tonumber(ARGV[3]), json, ARGV[5], tonumber(ARGV[4])}
+"""
+
+
+# Marks an unfinished job as stopped by a worker's shutdown, so that the task still running
+# it has its next progress refused (and stops, progress.worker.shutdown); 1 if marked.
+STOP_JOB = """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'final') == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'stopped', '1')
+return 1
 """
 
 

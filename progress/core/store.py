@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -33,11 +34,13 @@ from progress.core.scripts import (
     CHECK_LEASES,
     COUNT_LAUNCH,
     SAVE_STATE,
+    SEED_STATE,
     SETTLE_GROUP,
     START_GROUP,
+    STOP_JOB,
 )
 from progress.core.sentinel import sentinel_pool
-from progress.protocol.states import JobState
+from progress.protocol.states import JobState, Mark
 
 logger = logging.getLogger(__name__)
 
@@ -59,15 +62,38 @@ CLIENT_NAME = "progress-store"
 
 
 class Latest(NamedTuple):
-    """A job's newest stored state: its seq, its contract JSON, and whether it is final."""
+    """A job's newest stored state: its seq, its contract JSON, whether it is final, and the
+    epoch of its numbering."""
 
     seq: int
     json: str
     final: bool
+    epoch: str = ""
+
+    @property
+    def mark(self) -> Mark:
+        return Mark(self.epoch, self.seq, self.final)
 
 
-def _numbered(row: Any) -> tuple[int, str] | None:
-    return (int(row[0]), str(row[1])) if row else None
+class Numbered(NamedTuple):
+    """A state Redis has just numbered: its seq, its contract JSON and its epoch."""
+
+    seq: int
+    json: str
+    epoch: str
+
+    @property
+    def mark(self) -> Mark:
+        return Mark(self.epoch, self.seq)
+
+
+def new_epoch() -> str:
+    """A fresh epoch for a numbering that starts (see SAVE_STATE); unique per job in practice."""
+    return secrets.token_hex(6)
+
+
+def _numbered(row: Any) -> Numbered | None:
+    return Numbered(int(row[0]), str(row[1]), str(row[2])) if row else None
 
 
 def _group_sum(row: Any) -> GroupSum | None:
@@ -117,6 +143,8 @@ class StateStore:
         self.redis = redis.Redis(connection_pool=pool)
         self.ttl = int(ttl)
         self._save = self.redis.register_script(SAVE_STATE)
+        self._seed = self.redis.register_script(SEED_STATE)
+        self._stop = self.redis.register_script(STOP_JOB)
         self._add_socket = self.redis.register_script(ADD_SOCKET)
         self._check_leases = self.redis.register_script(CHECK_LEASES)
         self._count_launch = self.redis.register_script(COUNT_LAUNCH)
@@ -125,22 +153,20 @@ class StateStore:
         self._add_to_group = self.redis.register_script(ADD_TO_GROUP)
         self._settle_group = self.redis.register_script(SETTLE_GROUP)
 
-    async def save(
-        self, state: JobState, floor: int = 0, version: int = 0
-    ) -> tuple[int, str] | None:
-        """Stores a new state; returns (seq, json), or None when the job has already ended
+    async def save(self, state: JobState, floor: int = 0, version: int = 0) -> Numbered | None:
+        """Stores a new state; returns it numbered, or None when the job has already ended
         (or, for a group's sum of that `version`, when a newer sum is stored)."""
         return (await self.save_many([(state, floor, version)]))[0]
 
-    async def save_many(
-        self, states: Sequence[tuple[JobState, int, int]]
-    ) -> list[tuple[int, str] | None]:
+    async def save_many(self, states: Sequence[tuple[JobState, int, int]]) -> list[Numbered | None]:
         """save() for each (state, floor, version) in order, in one round trip."""
         calls = []
+        epoch = new_epoch()
         for state, floor, version in states:
             head, tail = state.encode()
             args = [head, tail, state.state.value, int(state.is_final), self.ttl, int(floor)]
-            args.append(int(version))
+            # One epoch for the batch: only keys Redis lacks take it, each a job of its own.
+            args += [int(version), epoch]
             calls.append(([state_key(state.id)], args))
         if len(calls) == 1:
             keys, args = calls[0]
@@ -166,13 +192,38 @@ class StateStore:
             return {}
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hmget(state_key(job_id), "seq", "json", "final")
+                pipe.hmget(state_key(job_id), "seq", "json", "final", "epoch")
             rows = await pipe.execute()
         return {
-            job_id: Latest(int(seq), payload, final is not None)
-            for job_id, (seq, payload, final) in zip(job_ids, rows, strict=True)
+            job_id: Latest(int(seq), payload, final is not None, epoch or "")
+            for job_id, (seq, payload, final, epoch) in zip(job_ids, rows, strict=True)
             if seq is not None and payload is not None
         }
+
+    async def seed_many(self, rows: Sequence[tuple[JobState, int]]) -> list[Latest]:
+        """Puts back each (state read from a job's row, its seq) that Redis lacks, under a new
+        epoch; returns what Redis holds of each afterwards, in one round trip."""
+        if not rows:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for state, seq in rows:
+                head, tail = state.encode()
+                args: list[Any] = [head, tail, int(seq), int(state.is_final), new_epoch(), self.ttl]
+                pipe.evalsha(self._seed.sha, 1, state_key(state.id), *args)
+            try:
+                found = await pipe.execute()
+            except NoScriptError:
+                await self.redis.script_load(SEED_STATE)
+                return await self.seed_many(rows)
+        return [
+            Latest(int(seq), str(payload), bool(int(final)), str(epoch))
+            for seq, payload, epoch, final in found
+        ]
+
+    async def stop(self, job_id: str) -> bool:
+        """Refuses further progress of a job's running task (a worker's shutdown stops it);
+        False when Redis has no state of it, or it has ended."""
+        return bool(await self._stop(keys=[state_key(job_id)]))
 
     async def delete_states(self, job_ids: Sequence[str]) -> int:
         """Forgets the states and logs of purged jobs; returns how many states Redis held."""

@@ -5,9 +5,21 @@ from __future__ import annotations
 import enum
 import json
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import parse_qs
 
-from progress.protocol.states import dumps_compact
+from progress.protocol.states import Mark, dumps_compact
+
+# The protocol's version: 2 added `epoch` to every job and the recovery of a reconnect
+# (docs/protocol.md, section 6). The snapshot says it.
+PROTOCOL_VERSION = 2
+
+# The query parameter of a reconnecting socket (or user stream) that says what it holds.
+HELD_PARAMETER = "held"
+
+# The most jobs a `held` parameter may name; more are not looked at.
+MAX_HELD = 200
 
 
 class EventType(enum.StrEnum):
@@ -75,9 +87,42 @@ def frame_job(frame: str) -> str:
     return frame[len(_JOB_FRAME_HEAD) : -1]
 
 
-def snapshot_frame(job_jsons: list[str]) -> str:
-    """`{"type": "snapshot", "jobs": [...]}` around jobs already encoded once."""
-    return f'{{"type":"{EventType.SNAPSHOT.value}","jobs":[{",".join(job_jsons)}]}}'
+def snapshot_frame(job_jsons: list[str], replaced: Sequence[str] | None = None) -> str:
+    """`{"type": "snapshot", "jobs": [...], "protocol": 2}` around jobs already encoded once;
+    with `replaced` (the client said what it held), also `recovered` and `replaced`."""
+    tail = f',"protocol":{PROTOCOL_VERSION}'
+    if replaced is not None:
+        tail += f',"recovered":{dumps_compact(not replaced)},"replaced":{dumps_compact(replaced)}'
+    return f'{{"type":"{EventType.SNAPSHOT.value}","jobs":[{",".join(job_jsons)}]{tail}}}'
+
+
+def replaced_jobs(held: Mapping[str, Mark], shown: Mapping[str, Mark]) -> list[str]:
+    """The jobs the client held whose numbering the snapshot replaces: shown under another
+    epoch. A job shown in the epoch held continues it (the client keeps the higher seq)."""
+    return [job_id for job_id, mark in held.items() if job_id in shown
+            and shown[job_id].epoch != mark.epoch]  # fmt: skip
+
+
+def parse_held(query: str) -> dict[str, Mark] | None:
+    """What a reconnecting client holds, from its query string: `held=<job id>:<epoch>:<seq>`
+    entries, comma-separated; None when it sent none. FrameError for a malformed one."""
+    values = parse_qs(query, keep_blank_values=True).get(HELD_PARAMETER)
+    if values is None:
+        return None
+    held: dict[str, Mark] = {}
+    for entry in ",".join(values).split(",")[:MAX_HELD]:
+        if not entry:
+            continue
+        job, _, rest = entry.partition(":")
+        epoch, _, seq = rest.rpartition(":")
+        uuid_ = parse_job_id(job)
+        if uuid_ is None or not seq.isdigit() or len(epoch) > 64:
+            raise FrameError(
+                ErrorCode.BAD_FRAME,
+                f"Ignored `{HELD_PARAMETER}`: each entry is <job id>:<epoch>:<seq>.",
+            )
+        held[str(uuid_)] = Mark(epoch, int(seq))
+    return held
 
 
 def error_frame(code: ErrorCode, detail: str) -> str:

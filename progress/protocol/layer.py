@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from typing import NotRequired, TypedDict
+from collections.abc import Mapping
+from typing import Any, NotRequired, TypedDict
+
+from progress.protocol.states import Mark
 
 # The channel-layer message type that carries a job state to each web
 # process's hub (progress/web/hub.py).
@@ -47,6 +50,8 @@ class LayerJobMessage(TypedDict):
     group: str
     job_id: str
     seq: int
+    # The epoch of the seq's numbering; absent from messages of a publisher before it.
+    epoch: NotRequired[str]
     final: bool
     # The whole `job` frame, encoded once and sent as-is to every socket.
     frame: str
@@ -79,20 +84,26 @@ def session_digest(session_key: str | None) -> str:
 
 
 def job_message(
-    group: str, job_id: str, seq: int, final: bool, frame: str, ts: float | None = None
+    group: str, job_id: str, mark: Mark, final: bool, frame: str, ts: float | None = None
 ) -> LayerJobMessage:
     """The channel-layer message that carries one job state to the hubs listening on `group`."""
     message: LayerJobMessage = {
         "type": LAYER_JOB_MESSAGE,
         "group": group,
         "job_id": job_id,
-        "seq": seq,
+        "seq": mark.seq,
+        "epoch": mark.epoch,
         "final": final,
         "frame": frame,
     }
     if ts:
         message["ts"] = ts
     return message
+
+
+def message_mark(message: Mapping[str, Any]) -> Mark:
+    """The epoch and seq of the state a job message carries."""
+    return Mark(message.get("epoch", ""), message["seq"], bool(message.get("final")))
 
 
 def log_message(group: str, job_id: str, last: int, frame: str) -> LayerLogMessage:

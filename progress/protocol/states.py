@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NamedTuple, NotRequired, TypedDict
 
 
 class State(enum.StrEnum):
@@ -53,6 +53,7 @@ class JobDict(TypedDict):
     percent: float | None
     message: str
     seq: int
+    epoch: str
     ts: float
     eta: float | None
     rate: float | None
@@ -77,23 +78,49 @@ def _number(value: float | None) -> float | int | None:
     return value
 
 
-class NewestSeqs(dict[str, int]):
-    """The highest seq held of each job, by the contract's rule: a state of a job replaces
-    the one held only if its seq is higher. The one place Python applies the rule (the
-    socket's Outbox, a reader's Inbox, the hub's unfinished jobs); protocol.js holds
-    the browser's."""
+class Mark(NamedTuple):
+    """Where a state stands in its job's numbering: the numbering's epoch, its seq in it, and
+    whether it is final."""
 
-    def newer(self, job_id: str, seq: int) -> bool:
-        """Whether a state of `job_id` numbered `seq` would replace the one held."""
+    epoch: str
+    seq: int
+    final: bool = False
+
+
+class NewestSeqs(dict[str, Mark]):
+    """The newest state held of each job, by the contract's rule, applied the same way in
+    protocol.js (tests/conformance/recovery.json holds the cases both pass):
+
+    - within one epoch, only a higher seq replaces the state held;
+    - a state of another epoch replaces it whatever its seq (the numbering restarted),
+      unless it would un-finish a job: nothing follows a final state.
+
+    A late frame of an old numbering may thus show for a moment; the next state of the new
+    one replaces it. Remembering the epochs left instead would go deaf for good to a new
+    numbering whose first frame arrived before a late one of the old.
+
+    The one place Python applies it (the socket's Outbox, a reader's Inbox, the hub's
+    unfinished jobs, watch())."""
+
+    def newer(self, job_id: str, mark: Mark) -> bool:
+        """Whether a state of `job_id` at `mark` would replace the one held."""
         held = self.get(job_id)
-        return held is None or seq > held
+        if held is None:
+            return True
+        if mark.epoch == held.epoch:
+            return mark.seq > held.seq
+        return mark.final or not held.final
 
-    def note(self, job_id: str, seq: int) -> bool:
-        """Holds `seq` for `job_id` if it is newer; returns whether it was."""
-        if not self.newer(job_id, seq):
+    def note(self, job_id: str, mark: Mark) -> bool:
+        """Holds `mark` for `job_id` if it is newer; returns whether it was."""
+        if not self.newer(job_id, mark):
             return False
-        self[job_id] = seq
+        self[job_id] = mark
         return True
+
+    def forget(self, job_id: str) -> None:
+        """Runs when a reader stops following a job: nothing of it is held any more."""
+        self.pop(job_id, None)
 
 
 def dumps_compact(value: Any) -> str:
@@ -102,6 +129,11 @@ def dumps_compact(value: Any) -> str:
 
 
 _dumps = dumps_compact
+
+
+def epoch_json(epoch: str) -> str:
+    """What follows a job's seq in its JSON: its epoch (see StateStore for how Redis adds it)."""
+    return ',"epoch":' + dumps_compact(str(epoch))
 
 
 @dataclass(slots=True)
@@ -138,7 +170,7 @@ class JobState:
         return self.state.is_final
 
     def encode(self) -> tuple[str, str]:
-        """The job's JSON split where its seq goes, so Redis can number it atomically."""
+        """The job's JSON split where its seq and epoch go, so Redis can number it atomically."""
         head = {
             "id": self.id,
             "task": self.task,
@@ -166,9 +198,9 @@ class JobState:
             tail["retry_of"] = self.retry_of
         return dumps_compact(head)[:-1] + ',"seq":', "," + dumps_compact(tail)[1:]
 
-    def to_json(self, seq: int) -> str:
+    def to_json(self, seq: int, epoch: str = "") -> str:
         head, tail = self.encode()
-        return f"{head}{int(seq)}{tail}"
+        return f"{head}{int(seq)}{epoch_json(epoch)}{tail}"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], owner_id: int) -> JobState:

@@ -21,6 +21,7 @@ from progress.exceptions import (
     TooManyLaunches,
     UnknownTask,
 )
+from progress.protocol.frames import FrameError, parse_held
 from progress.web.sse import UserStream, job_events
 
 View = Callable[..., HttpResponse]
@@ -194,7 +195,7 @@ async def job_event_stream(request: HttpRequest, job_id: str) -> HttpResponseBas
         job = await reads.aget_visible_job(user, job_id)
     except JobNotFound as exc:
         return _error(404, str(exc))
-    return _event_stream(job_events(job))
+    return _event_stream(job_events(job, request.headers.get("Last-Event-ID")))
 
 
 @allow("GET")
@@ -205,7 +206,11 @@ async def user_event_stream(request: HttpRequest) -> HttpResponseBase:
     if not user.is_authenticated or user.pk is None:
         return _error(401, "Authentication required.")
     session_key = getattr(getattr(request, "session", None), "session_key", None)
-    return _event_stream(UserStream(int(user.pk), session_key).events())
+    try:
+        held = parse_held(request.META.get("QUERY_STRING", ""))
+    except FrameError as exc:
+        return _error(400, exc.detail)
+    return _event_stream(UserStream(int(user.pk), session_key, held).events())
 
 
 def _event_stream(events: AsyncIterator[str]) -> StreamingHttpResponse:

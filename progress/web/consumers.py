@@ -25,6 +25,8 @@ from progress.protocol.frames import (
     job_frame,
     log_frame,
     parse_client_frame,
+    parse_held,
+    replaced_jobs,
     snapshot_frame,
 )
 from progress.protocol.layer import user_group
@@ -71,10 +73,19 @@ class ProgressConsumer(AsyncWebsocketConsumer):
         ):
             await self.end(CloseCode.TOO_MANY_SOCKETS)
             return
+        try:
+            held = parse_held(self.scope.get("query_string", b"").decode("latin-1"))
+            bad_held = None
+        except FrameError as exc:
+            held, bad_held = None, exc
         # The outbox holds what arrives while the snapshot is read, until it is out.
         jobs = await self.hub.join_user(self.user.pk, self.outbox)
-        await self.send(text_data=snapshot_frame([found.json for _id, found in jobs]))
-        self.outbox.resume({job_id: found.seq for job_id, found in jobs})
+        shown = {job_id: found.mark for job_id, found in jobs}
+        replaced = None if held is None else replaced_jobs(held, shown)
+        await self.send(text_data=snapshot_frame([found.json for _id, found in jobs], replaced))
+        self.outbox.resume(shown)
+        if bad_held is not None:
+            await self.send(text_data=error_frame(bad_held.code, bad_held.detail))
 
     async def end(self, code: CloseCode) -> None:
         """Runs when the server closes this socket: the user's limit, a logout, a shutdown."""
@@ -131,9 +142,9 @@ class ProgressConsumer(AsyncWebsocketConsumer):
             await self.hub.join(group, listener)
         found = await database_sync_to_async(reads.latest_of)(job)
         if not found.final and self.hub is not None:
-            self.hub.expect(user_group(job.owner_id), {key: found.seq})
+            self.hub.expect(user_group(job.owner_id), {key: found.mark})
         # Always answer a subscribe with the job's state, even one the tab has seen.
-        self.outbox.offer(key, found.seq, job_frame(found.json), force=True)
+        self.outbox.offer(key, found.mark, job_frame(found.json), force=True)
         # Then its log: live lines from now on, and the kept ones (the page drops repeats by n).
         self.outbox.logs_of.add(key)
         lines = await database_sync_to_async(reads.job_log)(job)

@@ -32,10 +32,11 @@ from progress.protocol.layer import (
     LAYER_SESSION_ENDED,
     LayerJobMessage,
     job_message,
+    message_mark,
     owner_of_group,
     user_group,
 )
-from progress.protocol.states import NewestSeqs
+from progress.protocol.states import Mark, NewestSeqs
 from progress.web import chores
 from progress.web.aio import alive, cancel_until_done, cancelling, run_chores
 from progress.web.outbox import Listener
@@ -53,8 +54,8 @@ class _Group:
     # snapshot before the process can receive the group's states.
     joined: asyncio.Future[None]
     listeners: set[Listener] = field(default_factory=set)
-    # Unfinished jobs the group's listeners show, with the highest seq the hub
-    # has seen of each: the reconcile chore re-reads them from Redis.
+    # Unfinished jobs the group's listeners show, with the newest epoch and seq the
+    # hub has seen of each: the reconcile chore re-reads them from Redis.
     open: NewestSeqs = field(default_factory=NewestSeqs)
 
 
@@ -118,16 +119,16 @@ class Hub:
         except BaseException:
             await self.leave(group, listener)
             raise
-        self.expect(group, {job_id: found.seq for job_id, found in jobs if not found.final})
+        self.expect(group, {job_id: found.mark for job_id, found in jobs if not found.final})
         return jobs
 
-    def expect(self, group: str, jobs: dict[str, int]) -> None:
-        """Runs after a listener read the current states: the group's unfinished jobs, by seq."""
+    def expect(self, group: str, jobs: dict[str, Mark]) -> None:
+        """Runs after a listener read the current states: the group's unfinished jobs."""
         entry = self._groups.get(group)
         if entry is None:
             return
-        for job_id, seq in jobs.items():
-            entry.open.note(job_id, seq)
+        for job_id, mark in jobs.items():
+            entry.open.note(job_id, mark)
 
     async def leave(self, group: str, listener: Listener) -> None:
         """Runs when a socket or stream stops watching a group, or goes away."""
@@ -239,18 +240,18 @@ class Hub:
         if entry is None:
             return
         try:
-            job_id, seq, frame = message["job_id"], message["seq"], message["frame"]
+            job_id, frame, mark = message["job_id"], message["frame"], message_mark(message)
         except KeyError as exc:
             logger.warning("Hub ignored a job message without %s", exc)
             return
         if message.get("final"):
-            entry.open.pop(job_id, None)
+            entry.open.forget(job_id)
         else:
-            entry.open.note(job_id, seq)
+            entry.open.note(job_id, mark)
         # A copy: a listener may leave while the frames go out.
         for listener in tuple(entry.listeners):
             try:
-                listener.offer(job_id, seq, frame)
+                listener.offer(job_id, mark, frame)
             except Exception:
                 logger.exception("A listener failed on job %s", job_id)
         # Only the publisher's messages carry ts: states re-read from Redis may be hours old.
@@ -316,12 +317,16 @@ class Hub:
         wanted = {job_id for entry in self._groups.values() for job_id in entry.open}
         if not wanted:
             return
-        stored = await latest_states(sorted(wanted))
+        publisher = get_publisher()
+        stored = await publisher.acall(publisher.store.get_many(sorted(wanted)))
+        lost = sorted(wanted - stored.keys())
+        if lost:  # Keys Redis dropped on their own (eviction): read back, under a new epoch.
+            stored.update(await database_sync_to_async(reads.latest_by_id)(lost))
         missed = 0
         for group, entry in list(self._groups.items()):
-            for job_id, seen in list(entry.open.items()):
+            for job_id in list(entry.open):
                 found = stored.get(job_id)
-                if found is not None and found.seq > seen:
+                if found is not None and entry.open.newer(job_id, found.mark):
                     missed += 1
                     self.dispatch(_job_message(group, job_id, found))
         if missed:
@@ -355,19 +360,13 @@ class Hub:
 
 def _job_message(group: str, job_id: str, found: Latest) -> LayerJobMessage:
     """A job message as the publisher would have sent it, from a state read back from Redis."""
-    return job_message(group, job_id, found.seq, found.final, job_frame(found.json))
+    return job_message(group, job_id, found.mark, found.final, job_frame(found.json))
 
 
 async def redis_epoch() -> str:
     """A value that changes when Redis loses its data; see StateStore.epoch()."""
     publisher = get_publisher()
     return await publisher.acall(publisher.store.epoch())
-
-
-async def latest_states(job_ids: list[str]) -> dict[str, Latest]:
-    """The newest states Redis holds of these jobs."""
-    publisher = get_publisher()
-    return await publisher.acall(publisher.store.get_many(job_ids))
 
 
 _hub: Hub | None = None

@@ -13,7 +13,7 @@ from progress.core.store import Latest
 from progress.exceptions import JobNotFound, TooManySockets
 from progress.protocol.frames import CloseCode
 from progress.protocol.layer import user_group
-from progress.protocol.states import JobDict
+from progress.protocol.states import JobDict, Mark
 from progress.web.hub import Hub, get_hub
 from progress.web.subscriptions import find_job, job_updates, user_updates
 
@@ -26,7 +26,7 @@ _ALL = "*"
 class _Silent:
     """Keeps the user's own group joined, so a logout reaches this socket's hub."""
 
-    def offer(self, job_id: str, seq: int, frame: str) -> None:
+    def offer(self, job_id: str, mark: Mark, frame: str) -> None:
         """Runs for each state of the user's jobs; the watches have their own listeners."""
 
 

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from progress.core import metrics
-from progress.protocol.states import NewestSeqs
+from progress.protocol.states import Mark, NewestSeqs
 from progress.web.aio import run_eagerly
 
 logger = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ _delivered = metrics.MESSAGES_DELIVERED.inc
 class Listener(Protocol):
     """Anything the hub hands job frames to: a socket's Outbox, an SSE stream's queue."""
 
-    def offer(self, job_id: str, seq: int, frame: str) -> None:
+    def offer(self, job_id: str, mark: Mark, frame: str) -> None:
         """Runs on the hub's loop for each state of a job in one of the listener's groups."""
 
 
@@ -43,10 +43,10 @@ class OneJob:
         self.listener = listener
         self.job_id = job_id
 
-    def offer(self, job_id: str, seq: int, frame: str) -> None:
+    def offer(self, job_id: str, mark: Mark, frame: str) -> None:
         """Runs for each state of the owner's jobs."""
         if job_id == self.job_id:
-            self.listener.offer(job_id, seq, frame)
+            self.listener.offer(job_id, mark, frame)
 
     def offer_log(self, job_id: str, last: int, frame: str) -> None:
         """Runs for each batch of log lines of the owner's jobs."""
@@ -70,7 +70,7 @@ class Outbox:
         self._send = send
         # Busy until the consumer has sent its snapshot (resume()), so nothing overtakes it.
         self._busy = True
-        self._waiting: dict[str, tuple[int, str]] = {}
+        self._waiting: dict[str, tuple[Mark, str]] = {}
         # Log frames waiting, in order; unlike states, each carries lines of its own.
         self._logs: deque[str] = deque(maxlen=LOG_FRAMES_WAITING)
         self.seen = NewestSeqs()
@@ -90,24 +90,25 @@ class Outbox:
         self._busy = True
         run_eagerly(self._write(frame))
 
-    def offer(self, job_id: str, seq: int, frame: str, force: bool = False) -> None:
+    def offer(self, job_id: str, mark: Mark, frame: str, force: bool = False) -> None:
         """Runs for each new state of a job this socket watches; `force` resends a seen one."""
-        if not self.seen.note(job_id, seq) and not force:
+        if not self.seen.note(job_id, mark) and not force:
             return
         if self.closed:
             return
         if self._busy:
-            self._waiting[job_id] = (seq, frame)
+            self._waiting[job_id] = (mark, frame)
             return
         self._busy = True
         run_eagerly(self._write(frame))
 
-    def resume(self, shown: dict[str, int]) -> None:
+    def resume(self, shown: dict[str, Mark]) -> None:
         """Runs once the snapshot is sent: what it showed is not sent again."""
-        for job_id, seq in shown.items():
-            self.seen.note(job_id, seq)
+        for job_id, mark in shown.items():
+            self.seen.note(job_id, mark)
             waiting = self._waiting.get(job_id)
-            if waiting is not None and waiting[0] <= seq:
+            # Gone unless it is still the newest held, and not the very state shown.
+            if waiting is not None and (waiting[0] == mark or self.seen[job_id] != waiting[0]):
                 del self._waiting[job_id]
         if self._waiting or self._logs:
             run_eagerly(self._write(None))

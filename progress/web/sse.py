@@ -12,8 +12,15 @@ from redis.exceptions import RedisError
 
 from progress.conf import progress_settings
 from progress.models import Job
-from progress.protocol.frames import CloseCode, end_frame, job_frame, snapshot_frame
+from progress.protocol.frames import (
+    CloseCode,
+    end_frame,
+    job_frame,
+    replaced_jobs,
+    snapshot_frame,
+)
 from progress.protocol.layer import user_group
+from progress.protocol.states import Mark
 from progress.web.hub import Hub, get_hub
 from progress.web.subscriptions import Inbox, job_updates
 
@@ -22,17 +29,43 @@ logger = logging.getLogger(__name__)
 KEEP_ALIVE = ": keep-alive\n\n"
 
 
-def _event(seq: int, frame: str) -> str:
-    return f"id: {seq}\ndata: {frame}\n\n"
+def _event(mark: Mark, frame: str) -> str:
+    return f"id: {event_id(mark)}\ndata: {frame}\n\n"
 
 
-async def job_events(job: Job) -> AsyncIterator[str]:
-    """Yields the job's current state, then each newer one, and ends after the final state."""
+def event_id(mark: Mark) -> str:
+    """The `id:` of a job stream's event: `<epoch>:<seq>`, which EventSource sends back as
+    Last-Event-ID when it reconnects."""
+    return f"{mark.epoch}:{mark.seq}"
+
+
+def parse_event_id(value: str | None) -> Mark | None:
+    """A Last-Event-ID as event_id() made it; None for none, or one this server never sent
+    (a stream starts over either way)."""
+    if not value or len(value) > 100:
+        return None
+    epoch, _, seq = value.strip().rpartition(":")
+    return Mark(epoch, int(seq)) if seq.isdigit() else None
+
+
+def _recovery(frame: str, held: Mark, shown: Mark) -> str:
+    """The first job frame of a resumed stream, saying whether it continues what was held."""
+    recovered = "true" if held.epoch == shown.epoch else "false"
+    return f'{frame[:-1]},"recovered":{recovered}}}'
+
+
+async def job_events(job: Job, last_event_id: str | None = None) -> AsyncIterator[str]:
+    """Yields the job's current state, then each newer one, and ends after the final state.
+    A reconnect's Last-Event-ID has the first event say whether it continues the held state."""
+    held = parse_event_id(last_event_id)
     async for found in job_updates(job, idle=float(progress_settings.SSE_KEEPALIVE)):
         if found is None:
             yield KEEP_ALIVE
-        else:
-            yield _event(found.seq, job_frame(found.json))
+            continue
+        frame = job_frame(found.json)
+        if held is not None:
+            frame, held = _recovery(frame, held, found.mark), None
+        yield _event(found.mark, frame)
 
 
 class UserStream:
@@ -40,9 +73,13 @@ class UserStream:
     socket, so the user's MAX_SOCKETS limit, a logout, the session re-check and a server
     shutdown end it as they would close the socket it stands in for."""
 
-    def __init__(self, user_id: int, session_key: str | None) -> None:
+    def __init__(
+        self, user_id: int, session_key: str | None, held: dict[str, Mark] | None = None
+    ) -> None:
         self.user_id = user_id
         self.session_key = session_key
+        # What the client said it holds (the socket's `held`), for the snapshot's recovery.
+        self.held = held
         self.id = uuid.uuid4().hex
         self._ended: asyncio.Future[CloseCode] | None = None
 
@@ -78,8 +115,10 @@ class UserStream:
         jobs = await hub.join_user(self.user_id, inbox)
         try:
             for job_id, found in jobs:
-                inbox.seen[job_id] = found.seq
-            yield _data(snapshot_frame([found.json for _id, found in jobs]))
+                inbox.given(job_id, found.mark)
+            shown = {job_id: found.mark for job_id, found in jobs}
+            replaced = None if self.held is None else replaced_jobs(self.held, shown)
+            yield _data(snapshot_frame([found.json for _id, found in jobs], replaced))
             idle = float(progress_settings.SSE_KEEPALIVE)
             while True:
                 taking = asyncio.ensure_future(inbox.take(idle))

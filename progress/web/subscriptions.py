@@ -21,7 +21,7 @@ from progress.exceptions import JobNotFound
 from progress.models import Job
 from progress.protocol.frames import frame_job
 from progress.protocol.layer import user_group
-from progress.protocol.states import JobDict, NewestSeqs
+from progress.protocol.states import JobDict, Mark, NewestSeqs
 from progress.web.hub import get_hub
 from progress.web.outbox import OneJob
 
@@ -30,21 +30,27 @@ class Inbox:
     """A hub listener that keeps the newest unread state of each job for one reader."""
 
     def __init__(self) -> None:
-        self._unread: dict[str, tuple[int, str]] = {}
+        self._unread: dict[str, tuple[Mark, str]] = {}
         self._ready = asyncio.Event()
-        # The highest seq of each job the reader has been given.
+        # The newest state of each job the reader has been given.
         self.seen = NewestSeqs()
+        # The newest state of each job offered, given or not.
+        self._offered = NewestSeqs()
 
-    def offer(self, job_id: str, seq: int, frame: str) -> None:
+    def offer(self, job_id: str, mark: Mark, frame: str) -> None:
         """Runs on the hub's loop for each state of a job the reader watches."""
-        if not self.seen.newer(job_id, seq):
+        if not self.seen.newer(job_id, mark):
             return
-        unread = self._unread.get(job_id)
-        if unread is None or seq > unread[0]:
-            self._unread[job_id] = (seq, frame)
+        if self._offered.note(job_id, mark):
+            self._unread[job_id] = (mark, frame)
             self._ready.set()
 
-    async def take(self, idle: float | None = None) -> tuple[str, int, str] | None:
+    def given(self, job_id: str, mark: Mark) -> None:
+        """Runs when the reader was handed a job's state another way (a snapshot, a read)."""
+        self.seen.note(job_id, mark)
+        self._offered.note(job_id, mark)
+
+    async def take(self, idle: float | None = None) -> tuple[str, Mark, str] | None:
         """The next unread (job id, seq, frame), waiting for one; None after `idle` seconds."""
         while True:
             while not self._unread:
@@ -57,14 +63,14 @@ class Inbox:
                 except TimeoutError:
                     return None
             job_id = next(iter(self._unread))
-            seq, frame = self._unread.pop(job_id)
-            if self.seen.note(job_id, seq):
-                return job_id, seq, frame
+            mark, frame = self._unread.pop(job_id)
+            if self.seen.note(job_id, mark):
+                return job_id, mark, frame
 
 
-def _latest(frame: str, seq: int) -> Latest:
+def _latest(frame: str, mark: Mark) -> Latest:
     job_json = frame_job(frame)
-    return Latest(seq, job_json, reads.is_final_json(job_json))
+    return Latest(mark.seq, job_json, reads.is_final_json(job_json), mark.epoch)
 
 
 async def job_updates(job: Job, idle: float | None = None) -> AsyncGenerator[Latest | None]:
@@ -79,11 +85,11 @@ async def job_updates(job: Job, idle: float | None = None) -> AsyncGenerator[Lat
     await hub.join(group, listener)
     try:
         found = await database_sync_to_async(reads.latest_of)(job)
-        inbox.seen[key] = found.seq
+        inbox.given(key, found.mark)
         yield found
         if found.final:
             return
-        hub.expect(group, {key: found.seq})
+        hub.expect(group, {key: found.mark})
         while True:
             taken = await inbox.take(idle)
             if taken is None:
@@ -105,14 +111,14 @@ async def user_updates(owner_id: int, replay: bool = True) -> AsyncGenerator[tup
     jobs = await hub.join_user(owner_id, inbox)
     try:
         for job_id, found in jobs:
-            inbox.seen[job_id] = found.seq
+            inbox.given(job_id, found.mark)
         for job_id, found in reversed(jobs) if replay else ():
             yield job_id, found
         while True:
             taken = await inbox.take()
             assert taken is not None
-            job_id, seq, frame = taken
-            yield job_id, _latest(frame, seq)
+            job_id, mark, frame = taken
+            yield job_id, _latest(frame, mark)
     finally:
         await hub.leave(user_group(owner_id), inbox)
 

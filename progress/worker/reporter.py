@@ -1,4 +1,4 @@
-"""What task code calls, cheap enough for hot loops: set_progress(), track(). Worker processes.
+"""The running job's reporter, behind set_progress() and track() (calls.py). Worker processes.
 
 A call stores the numbers on the running job's reporter and, at most once per
 THROTTLE seconds, hands a copy to its sink. When calls stop inside a throttle
@@ -19,10 +19,12 @@ from concurrent.futures import Future
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from celery.exceptions import Ignore
+
 from progress.conf import progress_settings
 from progress.core import registry
 from progress.models import Job
-from progress.protocol.states import MAX_LOG_LINE_LENGTH, JobState, State, dumps_compact
+from progress.protocol.states import MAX_LOG_LINE_LENGTH, JobState, Mark, State, dumps_compact
 from progress.worker.sinks import Clock, LiveSink, StateSink, SystemClock, iso_time
 
 if TYPE_CHECKING:
@@ -43,9 +45,14 @@ RATE_HALF_LIFE = 5.0
 
 _current: ContextVar[JobReporter | None] = ContextVar("progress_reporter", default=None)
 
-# Module-level bindings: in a loop of a million calls, each attribute lookup saved counts.
-_get_reporter = _current.get
+# A module-level binding: in a loop of a million calls, each attribute lookup saved counts.
 _dumps = dumps_compact
+
+
+class JobEnded(Ignore):  # type: ignore[misc]  # Celery ships no types: Ignore is Any.
+    """Raised by set_progress() and track() in a task whose job was ended or stopped from
+    outside it (a cancel, a worker's shutdown, the sweep): the task stops at its next report.
+    Celery's Ignore, so the worker records nothing more and logs no traceback."""
 
 
 class JobReporter:
@@ -103,6 +110,9 @@ class JobReporter:
         self._log_timer = False
         # Set by run_group(): the job then ends with its parts, not with its task.
         self.grouped = False
+        # Set once Redis refused a progress state: the job was ended (a cancel, the sweep)
+        # or stopped (a worker's shutdown) outside this task.
+        self.ended = False
         # A group job running its chord callback ends saying its parts are all done, not
         # "Combining ...", whatever the callback reported.
         self._final_message = (
@@ -180,12 +190,16 @@ class JobReporter:
         if seq is not None:
             self.floor = max(self.floor, seq)
 
-    def _note_seq(self, future: Future[int | None]) -> None:
-        """Runs once a progress state is numbered: seq resumes above it if Redis loses the key."""
+    def _note_seq(self, future: Future[Mark | None]) -> None:
+        """Runs once a progress state is numbered: seq resumes above it if Redis loses the key.
+        A state refused means the job was ended or stopped elsewhere: the task is told at its
+        next report (JobEnded)."""
         if not future.cancelled() and future.exception() is None:
-            seq = future.result()
-            if seq is not None and seq > self.floor:
-                self.floor = seq
+            mark = future.result()
+            if mark is None:
+                self.ended = True
+            elif mark.seq > self.floor:
+                self.floor = mark.seq
 
     # Log lines, from task code's logging and progress.log().
 
@@ -280,6 +294,8 @@ class JobReporter:
         if write:
             self._next_db_write = now + self._db_interval
         self.sink.progressed(sent, write)
+        if self.ended:
+            raise JobEnded(f"Job {self.state.id} was ended or stopped outside its task.")
 
     def changed(self) -> None:
         """Runs when a step begins or ends: its label goes out, throttled like any update."""
@@ -353,41 +369,6 @@ def deactivate(token: Token[JobReporter | None]) -> None:
     _current.reset(token)
 
 
-def current_reporter() -> JobReporter | None:
-    return _current.get()
-
-
-def set_progress(current: float, total: float | None = None, message: str | None = None) -> None:
-    """Reports how far the running job is; does nothing outside a launched job."""
-    reporter = _get_reporter()
-    if reporter is not None:
-        reporter.update(current, total, message)
-
-
-def track(
-    iterable: Iterable[T], total: float | None = None, message: str | None = None
-) -> Iterator[T]:
-    """Yields from `iterable`, reporting one unit of progress per item, like tqdm."""
-    reporter = _get_reporter()
-    if reporter is None:
-        yield from iterable
-        return
-    if total is None and hasattr(iterable, "__len__"):
-        total = len(iterable)  # type: ignore[arg-type]
-    yield from reporter.track(iterable, total, message)
-
-
-def log(text: object, level: str = "INFO") -> None:
-    """Adds a line to the running job's log, shown live on its page; does nothing outside a
-    job. Task code's `logging` records reach the same log (PROGRESS["LOG_LEVEL"])."""
-    reporter = _get_reporter()
-    if reporter is not None:
-        reporter.log(text, level)
-
-
-def attach_file(filename: str, content: bytes | str) -> str:
-    """Keeps a file as the running job's result; returns its owner-only download URL."""
-    reporter = _current.get()
-    if reporter is None:
-        raise RuntimeError("attach_file() works only inside a job launched through progress.")
-    return reporter.sink.attach_file(reporter.state.id, filename, content)
+# The running job's reporter, None outside a launched job: ContextVar.get itself, so that
+# set_progress() (calls.py) pays for no Python call of its own.
+current_reporter = _current.get

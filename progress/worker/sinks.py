@@ -21,7 +21,7 @@ from django.conf import settings
 from progress import signals
 from progress.core import files, machine
 from progress.core.publisher import Publisher, get_publisher
-from progress.protocol.states import JobState
+from progress.protocol.states import JobState, Mark
 
 
 class Clock(Protocol):
@@ -49,9 +49,9 @@ class StateSink(Protocol):
         or None if the job had already ended. `detail` is for staff only."""
         ...
 
-    def publish(self, state: JobState, floor: int) -> Future[int | None]:
+    def publish(self, state: JobState, floor: int) -> Future[Mark | None]:
         """A progress state, handed over without waiting: called from the task's thread and
-        from timers, under the reporter's lock. The future gives its seq."""
+        from timers, under the reporter's lock. The future gives its epoch and seq."""
         ...
 
     def progressed(self, state: JobState, write: bool) -> None:
@@ -99,7 +99,7 @@ class LiveSink:
     def commit(self, state: JobState, floor: int, detail: str) -> int | None:
         return machine.commit_state(state, floor=floor, detail=detail)
 
-    def publish(self, state: JobState, floor: int) -> Future[int | None]:
+    def publish(self, state: JobState, floor: int) -> Future[Mark | None]:
         return self._publisher.publish(state, floor)
 
     def progressed(self, state: JobState, write: bool) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from types import TracebackType
 
-from progress.worker.reporter import JobReporter, current_reporter, set_progress
+from progress.worker.calls import set_progress
+from progress.worker.reporter import JobReporter, current_reporter
 
 # What stands between a step's label and what is reported inside it.
 SEPARATOR = " — "
@@ -106,8 +107,8 @@ class Stages:
         reporter = self._reporter
         if reporter is None or self._step is None:
             return
+        last, self._step = self._step, None
         reporter.scope = self._parent
-        self._step = None
         if exc_type is not None:
             return
         # What the steps were to the level above: all of it done.
@@ -116,6 +117,10 @@ class Stages:
         target.total = WHOLE
         if self._parent is not None:
             self._parent.message = ""
+        else:
+            # The words of the last step as it ended, not of the last state a throttle window
+            # let out: a job that ends now must not say "(19 / 20)" at 100%.
+            target.message = last.resolve()[2]
         reporter.changed()
 
     def next(self, name: str | None = None) -> str:

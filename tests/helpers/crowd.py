@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from progress.protocol.states import Mark, NewestSeqs
 from tests.support import wait_for
 
 T = TypeVar("T")
@@ -30,8 +31,9 @@ class Client:
     """One socket: what it was told, and how its connections ended."""
 
     headers: dict[str, str]
-    # The newest state of each job, by seq, as the JS client keeps it.
+    # The newest state of each job, by the protocol's epoch and seq rule (NewestSeqs).
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    marks: NewestSeqs = field(default_factory=NewestSeqs)
     # Every seq received per job, in order, to spot gaps and regressions.
     seqs: dict[str, list[int]] = field(default_factory=dict)
     snapshots: int = 0
@@ -53,8 +55,8 @@ class Client:
 
     def _keep(self, job: dict[str, Any]) -> None:
         self.seqs.setdefault(job["id"], []).append(job["seq"])
-        known = self.jobs.get(job["id"])
-        if known is None or job["seq"] > known["seq"]:
+        mark = Mark(job.get("epoch", ""), job["seq"], job["state"] in FINAL)
+        if self.marks.note(job["id"], mark):
             self.jobs[job["id"]] = job
 
     def state(self, job_id: str) -> str | None:

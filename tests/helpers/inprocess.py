@@ -48,7 +48,8 @@ async def frame(communicator: WebsocketCommunicator) -> dict[str, Any]:
 
 
 async def publish(job: Job, state: State, current: float = 1) -> int | None:
-    return await asyncio.wrap_future(get_publisher().publish(state_of(job, state, current)))
+    mark = await asyncio.wrap_future(get_publisher().publish(state_of(job, state, current)))
+    return None if mark is None else mark.seq
 
 
 async def send(communicator: WebsocketCommunicator, payload: Any) -> dict[str, Any]:

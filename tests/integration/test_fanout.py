@@ -23,7 +23,7 @@ from progress.middleware import DirectSendMiddleware
 from progress.models import Job
 from progress.protocol.frames import CloseCode, job_frame
 from progress.protocol.layer import LAYER_JOB_MESSAGE, user_group
-from progress.protocol.states import State
+from progress.protocol.states import Mark, State
 from progress.web.aio import run_eagerly
 from progress.web.hub import get_hub
 from progress.web.outbox import Outbox
@@ -52,6 +52,10 @@ class Socket:
         return [json.loads(f)["job"]["seq"] for f in self.frames]
 
 
+def mark(seq: int) -> Mark:
+    return Mark("e1", seq)
+
+
 def frame_of(seq: int, job_id: str = "j1", state: str = "PROGRESS") -> str:
     return job_frame(json.dumps({"id": job_id, "seq": seq, "state": state}))
 
@@ -59,13 +63,13 @@ def frame_of(seq: int, job_id: str = "j1", state: str = "PROGRESS") -> str:
 async def test_an_outbox_holds_frames_until_the_snapshot_is_out_and_skips_what_it_showed() -> None:
     socket = Socket()
     outbox = Outbox(socket.send)
-    outbox.offer("j1", 3, frame_of(3))
-    outbox.offer("j2", 1, frame_of(1, "j2"))
+    outbox.offer("j1", mark(3), frame_of(3))
+    outbox.offer("j2", mark(1), frame_of(1, "j2"))
     assert socket.frames == []
-    outbox.resume({"j1": 3})
+    outbox.resume({"j1": mark(3)})
     assert [json.loads(f)["job"]["id"] for f in socket.frames] == ["j2"]
-    outbox.offer("j1", 2, frame_of(2))
-    outbox.offer("j1", 4, frame_of(4))
+    outbox.offer("j1", mark(2), frame_of(2))
+    outbox.offer("j1", mark(4), frame_of(4))
     assert socket.seqs == [1, 4]
 
 
@@ -75,7 +79,7 @@ async def test_a_socket_that_keeps_up_gets_every_state_without_a_task_per_frame(
     outbox.resume({})
     before = len(asyncio.all_tasks())
     for seq in range(1, 201):
-        outbox.offer("j1", seq, frame_of(seq))
+        outbox.offer("j1", mark(seq), frame_of(seq))
     assert socket.seqs == list(range(1, 201))
     assert len(asyncio.all_tasks()) == before
 
@@ -87,10 +91,10 @@ async def test_a_slow_socket_blocks_nobody_and_catches_up_on_the_latest_and_fina
     fast_box.resume({})
     slow.writable.clear()
     for seq in range(1, 101):
-        slow_box.offer("j1", seq, frame_of(seq))
-        fast_box.offer("j1", seq, frame_of(seq))
-    slow_box.offer("j1", 101, frame_of(101, state="SUCCESS"))
-    fast_box.offer("j1", 101, frame_of(101, state="SUCCESS"))
+        slow_box.offer("j1", mark(seq), frame_of(seq))
+        fast_box.offer("j1", mark(seq), frame_of(seq))
+    slow_box.offer("j1", mark(101), frame_of(101, state="SUCCESS"))
+    fast_box.offer("j1", mark(101), frame_of(101, state="SUCCESS"))
     assert fast.seqs == list(range(1, 102))
     assert slow.frames == [] and slow.waits == 1
     slow.writable.set()
@@ -106,9 +110,9 @@ async def test_a_write_to_a_closed_socket_closes_the_outbox_quietly() -> None:
 
     outbox = Outbox(gone)
     outbox.resume({})
-    outbox.offer("j1", 1, frame_of(1))
+    outbox.offer("j1", mark(1), frame_of(1))
     assert outbox.closed
-    outbox.offer("j1", 2, frame_of(2))  # Dropped, and raises nothing.
+    outbox.offer("j1", mark(2), frame_of(2))  # Dropped, and raises nothing.
 
 
 async def test_run_eagerly_finishes_a_coroutine_that_waits_as_a_task() -> None:
@@ -167,7 +171,8 @@ async def test_an_sse_stream_and_a_socket_share_the_hub(alice: User, job: Job) -
     await frame(socket)
     events = generator(job_events(job))
     first = await asyncio.wait_for(anext(events), 5)
-    assert first.startswith("id: 0\n")
+    # The row's state, never numbered yet: no epoch, seq 0 (the id is `<epoch>:<seq>`).
+    assert first.startswith("id: :0\n")
     await publish(job, State.STARTED)
     await asyncio.wait_for(anext(events), 5)
     await asyncio.wait_for(

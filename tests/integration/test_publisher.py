@@ -22,12 +22,15 @@ pytestmark = pytest.mark.django_db
 
 
 def publish(job: Job, state: State, current: float = 1, floor: int = 0) -> int | None:
-    return get_publisher().publish(state_of(job, state, current), floor).result(5)
+    mark = get_publisher().publish(state_of(job, state, current), floor).result(5)
+    return None if mark is None else mark.seq
 
 
 def stored(job: Job) -> dict[str, object]:
     publisher = get_publisher()
-    seq, payload, _final = publisher.call(publisher.store.get_many([str(job.id)]))[str(job.id)]
+    seq, payload, _final, _epoch = publisher.call(publisher.store.get_many([str(job.id)]))[
+        str(job.id)
+    ]
     data: dict[str, object] = json.loads(payload)
     assert data["seq"] == seq
     return data

@@ -58,6 +58,8 @@ def test_a_job_is_heard_starting_and_finishing_once(
     assert finished["owner_id"] == alice.pk
     assert finished["state"]["state"] == "SUCCESS" and finished["state"]["result"] == {"rows": 10}
     assert finished["state"]["seq"] > 0
+    # The state as sockets get it: numbered in Redis's epoch, which the row keeps too.
+    assert finished["state"]["epoch"] and finished["state"]["epoch"] == finished["job"].epoch
     # The row as just written, for receivers that want the model.
     assert finished["job"].state == "SUCCESS"
 
@@ -105,4 +107,4 @@ def test_progress_is_heard_on_the_tasks_own_thread(job: Job) -> None:
     assert thread is threading.current_thread()
     assert (state["state"], state["current"], state["message"]) == ("PROGRESS", 3, "three")
     # Numbered afterwards, on the publisher's thread.
-    assert state["seq"] is None
+    assert state["seq"] is None and state["epoch"] is None

@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
 
 async def publish(job: Job, state: State, current: float = 1) -> int | None:
-    return await asyncio.wrap_future(get_publisher().publish(state_of(job, state, current)))
+    mark = await asyncio.wrap_future(get_publisher().publish(state_of(job, state, current)))
+    return None if mark is None else mark.seq
 
 
 async def test_a_job_yields_its_current_state_then_each_newer_one_and_ends(job: Job) -> None:

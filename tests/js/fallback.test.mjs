@@ -171,7 +171,8 @@ test("stream errors show reconnecting; one the browser gave up on is reopened af
   assert.equal(timers.length, 1);
   timers.shift().fn();
   assert.equal(sources.length, 2);
-  assert.equal(sources[1].url, "/api/events/");
+  // Reopened by the page, it says what it holds: the snapshot then tells what it replaced.
+  assert.equal(sources[1].url, "/api/events/?held=a%3A%3A2");
   sources[1].receive({ type: "snapshot", jobs: [job("a", 2), job("b", 1)] });
   assert.deepEqual(user.events.statuses, [
     "connecting", "reconnecting", "live-sse", "reconnecting", "live-sse", "reconnecting", "live-sse",

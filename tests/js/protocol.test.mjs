@@ -10,7 +10,10 @@ const job = (seq, extra = {}) => ({ id: "a", seq, state: State.PROGRESS, ...extr
 
 test("every name the module exports is frozen, so no page can change the protocol", () => {
   const names = Object.entries(protocol).filter(([, value]) => typeof value !== "function");
-  assert.deepEqual(names.map(([name]) => name).sort(), ["Action", "CloseCode", "ErrorCode", "EventType", "FINAL_STATES", "RETRYABLE_STATES", "State"]);
+  assert.deepEqual(names.map(([name]) => name).sort(), [
+    "Action", "CloseCode", "ErrorCode", "EventType", "FINAL_STATES", "HELD_PARAMETER", "MAX_HELD",
+    "PROTOCOL_VERSION", "RETRYABLE_STATES", "State",
+  ]);
   for (const [name, value] of names) assert.equal(Object.isFrozen(value), true, name);
   assert.throws(() => {
     State.DONE = "DONE"; // modules are strict: writing to a frozen object throws

@@ -13,6 +13,9 @@ import json
 import os
 import signal
 import statistics
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -23,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from progress.protocol.states import WORKER_LOST_ERROR
+from progress.protocol.states import WORKER_LOST_ERROR, Mark, NewestSeqs
 from tests.helpers.crowd import Client, Crowd
 from tests.helpers.stack import FINAL, PASSWORD, Stack, csrf, launch
-from tests.support import RedisServer, manage, record_figure, wait_for
+from tests.support import ROOT, RedisServer, manage, record_figure, wait_for
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -263,6 +266,157 @@ def test_a_long_silent_step_is_not_mistaken_for_a_lost_worker(stack: Stack, logi
     final = socket.until_final(job["id"], timeout=30)[-1]
     socket.close()
     assert final["state"] == "SUCCESS", final
+
+
+def test_redis_and_the_worker_lost_together_leave_no_view_stale(
+    stack: Stack, redis: RedisServer, logins: Logins
+) -> None:
+    """Any restart of the whole stack: Redis (which keeps nothing) and the job's worker die
+    together. The job's numbering restarts from its row, under a new epoch; a socket that
+    applies the documented rule ends on the job's true final state, the one HTTP gives."""
+    alice = logins["alice"]
+    crowd = Crowd(stack.ws_url, stack.origin)
+    watcher: subprocess.Popen[str] | None = None
+    try:
+        (client,) = crowd.add(cookie(alice))
+        job = launch(alice, steps=400, delay=0.05)["id"]
+        # A terminal's watch, and a job's SSE stream, on the same job: each must converge too.
+        watcher = subprocess.Popen(
+            [sys.executable, "manage.py", "progress", "watch", job, "--json", "--timeout", "90"],
+            cwd=ROOT, env=stack.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        streamed = SseReader(alice, f"/api/jobs/{job}/events/")
+        crowd.wait(lambda: client.jobs.get(job, {}).get("seq", 0) > 15, timeout=30)
+        held = dict(client.jobs[job])
+        assert stack.worker is not None
+        stack.worker.signal(signal.SIGKILL, group=True)
+        redis.kill()
+        stack.worker.stop()
+        redis.start()
+        back = time.monotonic()
+        stack.start_worker()
+        crowd.wait(lambda: client.state(job) in FINAL, timeout=60)
+        converged = time.monotonic() - back
+        shown = client.jobs[job]
+        truth = job_state(alice, job)
+        assert shown["epoch"] != held["epoch"], "the numbering restarted: a new epoch"
+        assert (shown["state"], shown["error"]) == ("FAILURE", WORKER_LOST_ERROR)
+        for key in ("state", "error", "epoch", "seq", "current", "message"):
+            assert shown[key] == truth[key], (key, shown, truth)
+        # A client that connects now finds the same in its snapshot.
+        (late,) = crowd.add(cookie(alice))
+        assert late.jobs[job]["epoch"] == truth["epoch"] and late.jobs[job]["seq"] == truth["seq"]
+        # The watch exits 1, for FAILURE, on the true state; the stream ends on it too.
+        output, errors = watcher.communicate(timeout=60)
+        assert watcher.returncode == 1, output + errors
+        watched = json.loads(output.strip().splitlines()[-1])
+        assert (watched["epoch"], watched["seq"], watched["state"]) == (
+            truth["epoch"], truth["seq"], "FAILURE",
+        ), output  # fmt: skip
+        last = streamed.wait_final(timeout=30)
+        assert (last["epoch"], last["seq"], last["state"]) == (
+            truth["epoch"],
+            truth["seq"],
+            "FAILURE",
+        )
+    finally:
+        crowd.close()
+        if watcher is not None and watcher.poll() is None:
+            watcher.kill()
+    bound = 2.2 * FAULT_PROGRESS["WORKER_LOST_AFTER"] + FAULT_PROGRESS["WORKER_LOST_AFTER"] / 3
+    assert converged <= bound + 5, converged
+    record_figure(
+        "Redis and worker lost together: seconds from Redis back to the true final state "
+        "on an open socket (WORKER_LOST_AFTER = 3 s)",
+        f"{converged:.1f}",
+    )
+
+
+@pytest.mark.browser
+def test_an_open_job_page_ends_on_the_true_state_after_redis_and_the_worker_are_lost(
+    stack: Stack, redis: RedisServer, logins: Logins, browser: Browser
+) -> None:
+    """The tab of the issue: it held a high seq, Redis and the worker died, and the job's
+    numbering restarted lower. The page must end FAILURE with no reload and no live Cancel,
+    and its bar must not have moved back while the job was shown running."""
+    from playwright.sync_api import expect
+
+    from tests.helpers.browser import log_in
+
+    context = browser.new_context()
+    page = context.new_page()
+    log_in(page, stack, "u99")
+    job = launch(logins["u99"], steps=400, delay=0.05)["id"]
+    page.goto(f"{stack.origin}/jobs/{job}/")
+    row = page.locator(f'article[data-job-id="{job}"]')
+    page.wait_for_function(
+        "id => Number(document.querySelector(`article[data-job-id='${id}']`)?.dataset.seq) > 15",
+        arg=job, timeout=30_000,
+    )  # fmt: skip
+    shown = float(row.locator("progress").get_attribute("value") or 0)
+    page.evaluate(
+        """() => {
+          const bar = document.querySelector("article progress");
+          window.lowest = Infinity;
+          new MutationObserver(() => {
+            const state = bar.closest("article").dataset.state;
+            if (!["SUCCESS", "FAILURE", "REVOKED"].includes(state)) {
+              window.lowest = Math.min(window.lowest, Number(bar.value));
+            }
+          }).observe(bar, { attributes: true });
+        }"""
+    )
+    assert stack.worker is not None
+    stack.worker.signal(signal.SIGKILL, group=True)
+    redis.kill()
+    stack.worker.stop()
+    redis.start()
+    stack.start_worker()
+    expect(row).to_have_attribute("data-state", "FAILURE", timeout=60_000)
+    truth = job_state(logins["u99"], job)
+    expect(row).to_have_attribute("data-seq", str(truth["seq"]))
+    expect(row.locator('[data-field="error"]')).to_have_text(WORKER_LOST_ERROR)
+    expect(row.locator('[data-action="cancel"]')).to_be_hidden()
+    # While it was shown running, the bar never went below what the tab had shown.
+    lowest = page.evaluate("window.lowest")
+    assert lowest >= shown - 0.01, (lowest, shown)
+    context.close()
+
+
+class SseReader:
+    """A job's SSE stream read in a thread, reconnecting as EventSource does (Last-Event-ID)
+    and keeping the newest state by the protocol's rule."""
+
+    def __init__(self, client: httpx.Client, path: str) -> None:
+        self.client, self.path = client, path
+        self.marks = NewestSeqs()
+        self.newest: dict[str, Any] = {}
+        self.last_id = ""
+        self.ended = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while not self.ended.is_set():
+            headers = {"Last-Event-ID": self.last_id} if self.last_id else {}
+            try:
+                with self.client.stream("GET", self.path, headers=headers, timeout=60) as answer:
+                    for line in answer.iter_lines():
+                        if line.startswith("id: "):
+                            self.last_id = line[4:]
+                        elif line.startswith("data: "):
+                            self._take(json.loads(line[6:])["job"])
+            except httpx.HTTPError:
+                time.sleep(0.2)  # The server is back in a moment: EventSource's retry.
+
+    def _take(self, job: dict[str, Any]) -> None:
+        if self.marks.note("job", Mark(job["epoch"], job["seq"], job["state"] in FINAL)):
+            self.newest = job
+            if job["state"] in FINAL:
+                self.ended.set()
+
+    def wait_final(self, timeout: float) -> dict[str, Any]:
+        assert self.ended.wait(timeout), self.newest
+        return self.newest
 
 
 def test_a_whole_worker_killed_mid_job_ends_its_job_failure_within_the_bound(

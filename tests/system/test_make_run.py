@@ -8,6 +8,7 @@ and database, and its job ends SUCCESS on the worker `make run` started.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -98,16 +99,59 @@ def test_manage_py_in_a_second_terminal_launches_and_watches_a_job_to_success(
     assert '"state": "SUCCESS"' in done.stdout or '"state":"SUCCESS"' in done.stdout
 
 
-def test_sigterm_to_make_stops_every_process_and_the_redis(
+def manage(checkout: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    """`.venv/bin/python manage.py ...` typed in a second terminal."""
+    return subprocess.run(
+        [".venv/bin/python", "manage.py", *args],
+        cwd=checkout, env=shell_env(), capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def rows(checkout: Path, ids: list[str]) -> dict[str, dict[str, object]]:
+    """The jobs' rows as the database keeps them, read once Redis is gone too."""
+    code = (
+        "import json; from progress.models import Job; "
+        f"print(json.dumps({{str(j.pk): {{'state': j.state, 'error': j.error, 'log': len(j.log)}} "
+        f"for j in Job.objects.filter(pk__in={ids!r})}}))"
+    )
+    done = manage(checkout, "shell", "-c", code)
+    assert done.returncode == 0, done.stderr
+    found: dict[str, dict[str, object]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return found
+
+
+def test_sigterm_ends_running_jobs_saying_why_keeps_their_logs_and_prints_no_traceback(
     running: tuple[Path, int, subprocess.Popen[bytes]],
 ) -> None:
+    """The last test of the module: it stops `make run` (SIGTERM to make's process group, as a
+    terminal's Ctrl-C or a service manager sends it) while two jobs run."""
     checkout, port, make = running
     redis_port = int(dotenv(checkout)["PRIVATE_REDIS_PORT"])
+    ids = []
+    for _ in range(2):
+        done = manage(checkout, "progress", "launch", "demo.count", "steps=600", "delay=0.05",
+                      "--user", "demo")  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        ids.append(done.stdout.split()[-1])  # It prints the job's id.
+    log = checkout / "make-run.log"
+    # Both running, each with a log line kept in Redis (one per tenth of its steps).
+    wait_for(lambda: log.read_text().count("Counted 60 of 600") >= 2, timeout=60, interval=0.2)
+    before = len(log.read_text())
     os.killpg(make.pid, signal.SIGTERM)
-    make.wait(30)
+    make.wait(60)
 
     def refused(target: int) -> bool:
         with socket.socket() as sock:
             return sock.connect_ex(("127.0.0.1", target)) != 0
 
     wait_for(lambda: refused(port) and refused(redis_port), timeout=15)
+    stop = log.read_text()[before:]
+    assert "Traceback" not in stop, stop[-4000:]
+    assert "WorkerLostError" not in stop and "Could not publish" not in stop, stop[-4000:]
+    # In order: the web first, Redis last.
+    order = [stop.index(f"stopping {name}") for name in ("web", "beat", "worker", "redis")]
+    assert order == sorted(order), stop[-4000:]
+    for job_id, row in rows(checkout, ids).items():
+        assert row["state"] == "FAILURE", (job_id, row)
+        assert str(row["error"]).startswith("Stopped: the service shut down"), (job_id, row)
+        assert isinstance(row["log"], int) and row["log"] >= 1, (job_id, row)

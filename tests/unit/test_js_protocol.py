@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from progress.protocol import frames
 from progress.protocol.frames import Action, CloseCode, ErrorCode, EventType
 from progress.protocol.states import FINAL_STATES, RETRYABLE_STATES, State
 
@@ -94,6 +95,16 @@ def test_the_sets_of_states_are_the_same_in_js(
     assert not problems, "\n".join(problems)
 
 
+# protocol.js's plain constants, each the value of the frames.py constant of that name.
+CONSTANTS = ("PROTOCOL_VERSION", "HELD_PARAMETER", "MAX_HELD")
+
+
+@pytest.mark.parametrize("name", CONSTANTS)
+def test_each_constant_has_the_same_value_in_js(exports: dict[str, Any], name: str) -> None:
+    assert exports.get(name) == getattr(frames, name), f"protocol.js's {name} differs from Python's"
+
+
 def test_js_exports_no_protocol_name_python_lacks(exports: dict[str, Any]) -> None:
-    extra = sorted(set(exports) - set(ENUMS) - {"FINAL_STATES", "RETRYABLE_STATES"})
+    known = {"FINAL_STATES", "RETRYABLE_STATES", *CONSTANTS}
+    extra = sorted(set(exports) - set(ENUMS) - known)
     assert not extra, f"protocol.js exports {extra}, which no Python enum of the protocol has"

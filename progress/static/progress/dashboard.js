@@ -21,6 +21,7 @@ function start(root) {
     // The launch answer and the socket may bring the same state; only a newer one draws.
     // A group's parts have bars on its page; the list shows the group once.
     if (job.parent || !store.apply(job)) return;
+    job = store.get(job.id);
     // The titles are of the tasks users may launch: another app's job is its app's to rerun.
     const retry = Boolean(retryUrl) && Object.hasOwn(titles, job.task);
     renderJob(list, job, { titles, jobUrl, retry, retryOf: true });

@@ -4,7 +4,7 @@ import { postJSON } from "./api.js";
 import { Retrier } from "./backoff.js";
 import { fillUrl } from "./format.js";
 import { JobStore } from "./jobs.js";
-import { ErrorCode, EventType, isFinal } from "./protocol.js";
+import { ErrorCode, EventType, isFinal, withHeld } from "./protocol.js";
 import { parseFrame } from "./socket.js";
 
 // EventSource.CLOSED: the browser gave up on the stream (an error status), so it will not retry.
@@ -67,7 +67,7 @@ export class EventStreamSource {
     if (this.#status === null) this.#setStatus("connecting");
     let source;
     try {
-      source = new this.#EventSource(this.#url);
+      source = new this.#EventSource(withHeld(this.#url, this.store.all()));
     } catch {
       this.#setStatus("reconnecting");
       this.#retry();

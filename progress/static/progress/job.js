@@ -23,6 +23,7 @@ function start(root) {
   const show = (job) => {
     // The embedded state and the socket's answer are often the same seq.
     if (job.id !== jobId || !store.apply(job)) return;
+    job = store.get(job.id);
     renderJob(list, job, { titles, jobUrl, heading: "h2", retry: Boolean(retryUrl) });
     announcer.job(job);
   };

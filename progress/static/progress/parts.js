@@ -13,6 +13,7 @@ export function startParts(section, embedded, { groupId, titles = {}, jobUrl = "
   const watched = new Set();
   const show = (job) => {
     if (job.parent !== groupId || !store.apply(job)) return;
+    job = store.get(job.id);
     const row = renderJob(container, job, { titles, jobUrl, heading: "h3" });
     // Parts keep their group's order (in the DOM too, for screen readers), not the newest-first
     // order of job lists: they are all created at once.

@@ -2,7 +2,7 @@
 
 import { JobStore } from "./jobs.js";
 import { Retrier } from "./backoff.js";
-import { Action, CloseCode, EventType } from "./protocol.js";
+import { Action, CloseCode, EventType, withHeld } from "./protocol.js";
 
 // The client's own close, when the page needs the socket no more.
 const NORMAL_CLOSE = 1000;
@@ -78,7 +78,7 @@ export class ProgressSocket {
     if (this.#status === null) this.#setStatus("connecting");
     let ws;
     try {
-      ws = new this.#WebSocket(this.#url);
+      ws = new this.#WebSocket(withHeld(this.#url, this.store.all()));
     } catch {
       this.#setStatus("reconnecting");
       if (!this.#fellBack()) this.#retry();

@@ -82,6 +82,7 @@ function start(tray) {
   const take = (job) => {
     // A group's parts show on its page; the tray lists the group once.
     if (job.parent || !store.apply(job)) return;
+    job = store.get(job.id);
     if (seeded && finishes.isNews(job)) tell(job);
   };
 

@@ -21,7 +21,7 @@ from progress.protocol.layer import user_group
 from progress.protocol.states import JobState, State
 
 CONTRACT_KEYS = [
-    "id", "task", "state", "current", "total", "percent", "message", "seq", "ts",
+    "id", "task", "state", "current", "total", "percent", "message", "seq", "epoch", "ts",
     "eta", "rate", "result", "error", "created", "started", "finished",
 ]  # fmt: skip
 
@@ -67,7 +67,7 @@ def test_frames_wrap_jobs_encoded_once() -> None:
     payload = make_state().to_json(2)
     assert json.loads(job_frame(payload)) == {"type": "job", "job": json.loads(payload)}
     assert json.loads(snapshot_frame([payload, payload]))["jobs"][1]["seq"] == 2
-    assert json.loads(snapshot_frame([])) == {"type": "snapshot", "jobs": []}
+    assert json.loads(snapshot_frame([])) == {"type": "snapshot", "jobs": [], "protocol": 2}
 
 
 def test_group_names_are_built_from_ids_not_raw_input() -> None:

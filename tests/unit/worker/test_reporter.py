@@ -25,7 +25,14 @@ from progress.core import registry
 from progress.models import Job
 from progress.protocol.states import JobDict, JobState, State
 from progress.testing import FakeClock, MemorySink
-from progress.worker.reporter import LOG_BATCH, RATE_HALF_LIFE, JobReporter, activate, deactivate
+from progress.worker.reporter import (
+    LOG_BATCH,
+    RATE_HALF_LIFE,
+    JobEnded,
+    JobReporter,
+    activate,
+    deactivate,
+)
 
 # A binary fraction, so that windows end exactly where the clock is advanced to.
 THROTTLE = 0.25
@@ -174,7 +181,9 @@ def test_a_job_that_has_ended_takes_no_other_state(final: State) -> None:
     reporter.update(2, 10, None)  # held, with a timer set
     reporter.finish(final, error="boom" if final is State.FAILURE else None)
     clock.advance(THROTTLE)
-    reporter.update(3, 10, None)
+    # A task that reports on after its job ended (a cancel, a shutdown) is stopped there.
+    with pytest.raises(JobEnded):
+        reporter.update(3, 10, None)
     assert last(sink)["state"] == final.value and last(sink)["current"] == 2
 
 

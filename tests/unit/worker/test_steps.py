@@ -97,3 +97,30 @@ def test_one_step_too_many_is_an_error() -> None:
         steps.next()
         with pytest.raises(ValueError, match="already started"):
             steps.next()
+
+
+@pytest.mark.parametrize("tail", [0, 1, 5])
+def test_a_job_that_ends_inside_a_throttle_window_ends_with_its_last_words(tail: int) -> None:
+    """The last update lands inside the throttle window on purpose (the clock never moves):
+    the final state must carry the last counts the task reported, not the last ones sent."""
+    with reporting(throttle=1.0) as run, stages("Summing") as steps:
+        steps.next()
+        for done in range(1, 21 - tail):
+            set_progress(done, 20, "sums")
+        for done in range(21 - tail, 21):
+            set_progress(done, 20, "sums")
+    final = run.states[-1]
+    assert final["state"] == "SUCCESS"
+    assert (final["current"], final["total"], final["percent"]) == (100, 100, 100)
+    assert final["message"] == "Step 1 of 1: Summing — sums (20 / 20)"
+    # The window held back what came after the first state: it was never sent before the end.
+    assert all("(20 / 20)" not in state["message"] for state in run.states[:-1])
+
+
+def test_a_job_without_steps_ends_with_the_numbers_and_words_it_reported_last() -> None:
+    with reporting(throttle=1.0) as run:
+        for done in range(1, 41):
+            set_progress(done, 40, f"rows ({done} / 40)")
+    final = run.states[-1]
+    assert final["state"] == "SUCCESS"
+    assert (final["current"], final["total"], final["message"]) == (40, 40, "rows (40 / 40)")
