@@ -21,7 +21,7 @@ from typing import Any
 
 from celery.signals import worker_shutting_down
 from celery.worker import state as worker_state
-from django.db import close_old_connections
+from django.db import connections
 
 from progress.core import machine, registry
 from progress.core.publisher import get_publisher
@@ -45,9 +45,16 @@ def _on_shutting_down(sig: str = "", how: str = "", **kwargs: Any) -> None:
         return
     requests = list(worker_state.active_requests)
     if requests:
-        threading.Thread(
-            target=stop_running_jobs, args=(requests,), name="progress-shutdown"
-        ).start()
+        threading.Thread(target=_stop_in_thread, args=(requests,), name="progress-shutdown").start()
+
+
+def _stop_in_thread(requests: list[Any]) -> None:
+    """Runs in a thread of its own, started by the shutdown's signal handler."""
+    try:
+        stop_running_jobs(requests)
+    finally:
+        # The thread's own database connection, which nothing else would close.
+        connections.close_all()
 
 
 def _is_job(request: Any) -> bool:
@@ -59,12 +66,9 @@ def _is_job(request: Any) -> bool:
 def stop_running_jobs(requests: Iterable[Any]) -> int:
     """Ends each running job of these worker requests; returns how many it ended."""
     stopped = 0
-    try:
-        for request in requests:
-            if _is_job(request):
-                stopped += _stop(request)
-    finally:
-        close_old_connections()
+    for request in requests:
+        if _is_job(request):
+            stopped += _stop(request)
     if stopped:
         logger.info("Stopped %d running jobs for the shutdown", stopped)
     return stopped

@@ -177,7 +177,8 @@ async def test_job_finished_receivers_run_before_the_final_frame_reaches_a_socke
     job_finished.connect(receiver)
     try:
         final = state_of(job, State.SUCCESS, 10)
-        finishing = asyncio.get_running_loop().run_in_executor(None, machine.commit_state, final)
+        # As a worker ends it: in a thread of its own (one that closes its database connection).
+        finishing = asyncio.ensure_future(database_sync_to_async(machine.commit_state)(final))
         received = await frame(socket)
         assert received["job"]["state"] == "SUCCESS"
         row = await Job.objects.aget(pk=job.pk)
