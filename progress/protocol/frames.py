@@ -18,8 +18,9 @@ PROTOCOL_VERSION = 2
 # The query parameter of a reconnecting socket (or user stream) that says what it holds.
 HELD_PARAMETER = "held"
 
-# The most jobs a `held` parameter may name; more are not looked at.
-MAX_HELD = 200
+# The most jobs a `held` parameter may name; more are not looked at. 100 entries of about
+# 56 bytes keep the request line under nginx's default 8 KiB header buffer.
+MAX_HELD = 100
 
 
 class EventType(enum.StrEnum):

@@ -46,3 +46,17 @@ test("isNewer: a state without a usable seq, or no state at all, never replaces 
   assert.equal(isNewer(job(3), null), false);
   assert.equal(isNewer(job(3), undefined), false);
 });
+
+test("withHeld names the running jobs held, at most MAX_HELD, in a URL a proxy's 8 KiB line takes", async () => {
+  const { withHeld, MAX_HELD } = await import("../../progress/static/progress/protocol.js");
+  const id = (n) => `3f2b8c1e-6d4a-4f0e-9a57-${String(n).padStart(12, "0")}`;
+  const jobs = Array.from({ length: 150 }, (_, n) => ({ id: id(n), seq: 99999, epoch: "9f1c2e4ab7d0", state: State.PROGRESS }));
+  jobs.push({ id: id(999), seq: 3, epoch: "9f1c2e4ab7d0", state: State.SUCCESS });
+  const url = withHeld("/ws/progress/", jobs);
+  const held = new URL(url, "ws://h").searchParams.get("held").split(",");
+  assert.equal(held.length, MAX_HELD);
+  assert.ok(!held.some((entry) => entry.startsWith(id(999))), "an ended job is not held");
+  assert.ok(`GET ${url} HTTP/1.1`.length < 8192, String(url.length));
+  assert.equal(withHeld("/ws/progress/?x=1", [jobs[0]]), `/ws/progress/?x=1&held=${encodeURIComponent(`${id(0)}:9f1c2e4ab7d0:99999`)}`);
+  assert.equal(withHeld("/ws/progress/", []), "/ws/progress/", "nothing held, nothing said");
+});

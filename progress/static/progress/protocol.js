@@ -67,7 +67,7 @@ export const PROTOCOL_VERSION = 2;
 export const HELD_PARAMETER = "held";
 
 // The most jobs a `held` parameter names (MAX_HELD).
-export const MAX_HELD = 200;
+export const MAX_HELD = 100;
 
 function epochOf(job) {
   return typeof job.epoch === "string" ? job.epoch : "";
