@@ -294,8 +294,7 @@ class JobReporter:
         if write:
             self._next_db_write = now + self._db_interval
         self.sink.progressed(sent, write)
-        if self.ended:
-            raise JobEnded(f"Job {self.state.id} was ended or stopped outside its task.")
+        self._stop_if_ended()
 
     def changed(self) -> None:
         """Runs when a step begins or ends: its label goes out, throttled like any update."""
@@ -306,8 +305,16 @@ class JobReporter:
             self._arm()
 
     def _arm(self) -> None:
+        """Runs on the task's thread, at most once a window: while reports come faster than
+        the throttle, the timer sends them, and this is where the task hears of a refusal."""
         with self._lock:
             self._arm_locked(self._monotonic())
+        self._stop_if_ended()
+
+    def _stop_if_ended(self) -> None:
+        """Runs on the task's thread after it handed numbers over or set the timer."""
+        if self.ended:
+            raise JobEnded(f"Job {self.state.id} was ended or stopped outside its task.")
 
     def _arm_locked(self, now: float) -> None:
         """Makes sure one timer sends the numbers when the current window ends."""

@@ -7,6 +7,7 @@ what a job's page would have been sent.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import uuid
@@ -401,3 +402,21 @@ def test_a_long_line_is_cut() -> None:
     reporter, _clock, sink = new_reporter()
     reporter.log("x" * 5000)
     assert len(sink.log_lines[0]["text"]) == 1000
+
+
+def test_a_task_ended_from_outside_is_stopped_within_a_window_even_while_timers_publish() -> None:
+    """A worker's shutdown ended the job while its task reports every half window: the
+    timer, not the task, then sends each window's numbers, and the task must still be told
+    at its next report, not whenever its own thread happens to find a window over."""
+    reporter, clock, sink = new_reporter()
+    reporter.start()
+    reporter.update(1, 100, None)  # Sent at once: it opens the first window.
+    ended = dataclasses.replace(reporter.state, state=State.FAILURE, error="Stopped")
+    sink.commit(ended, 0, "")  # The worker's main process ends it.
+    step = THROTTLE / 2
+    with pytest.raises(JobEnded):
+        for done in range(2, 100):
+            clock.advance(step)
+            reporter.update(done, 100, None)
+            # Two reports a window: the timer's refused state told the task by the next one.
+            assert done < 2 + 4, "the task ran on for more than a window after its job ended"
