@@ -102,8 +102,9 @@ async def full_send_new_loop(layer: Any, url: str, state: Any) -> int | None:
         saved = await store.save(state)
         if saved is None:
             return None
-        await layer.group_send(user_group(state.owner_id), layer_message(state, *saved))
-        return saved[0]
+        message = layer_message(state, saved.seq, saved.json, saved.epoch)
+        await layer.group_send(user_group(state.owner_id), message)
+        return saved.seq
     finally:
         await store.redis.aclose(close_connection_pool=True)
         await layer.close_pools()

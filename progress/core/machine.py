@@ -16,7 +16,7 @@ from progress import signals
 from progress.core.outage import REDIS_UNAVAILABLE
 from progress.core.publisher import Publisher, get_publisher
 from progress.core.reads import current_state
-from progress.core.store import Numbered
+from progress.core.store import Latest
 from progress.jsonlog import about
 from progress.models import Job
 from progress.protocol.messages import JOB_HEADERS
@@ -51,7 +51,7 @@ def commit_state(state: JobState, floor: int = 0, detail: str = "") -> int | Non
     """
     publisher = get_publisher()
     fields: dict[str, Any] = {}
-    numbered: Numbered | None = None
+    numbered: Latest | None = None
     try:
         if state.is_final:
             numbered = publisher.number(state, floor, PUBLISH_TIMEOUT)
@@ -101,7 +101,7 @@ def commit_state(state: JobState, floor: int = 0, detail: str = "") -> int | Non
 
 
 def _send_final(
-    publisher: Publisher, state: JobState, floor: int, numbered: Numbered | None, deferred: bool
+    publisher: Publisher, state: JobState, floor: int, numbered: Latest | None, deferred: bool
 ) -> None:
     """Runs once a final state is written and announced: its frame goes out, or, when Redis
     could not number it, the publisher numbers and sends it once Redis is back."""

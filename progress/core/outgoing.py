@@ -6,7 +6,7 @@ import concurrent.futures
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from progress.core.store import Numbered
+from progress.core.store import Latest
 from progress.protocol.states import JobState, Mark, State
 
 __all__ = ["SUPERSEDED", "Outgoing", "PublishDeferred", "coalesce"]
@@ -28,7 +28,7 @@ class Outgoing:
     floor: int
     future: concurrent.futures.Future[Mark | None] = field(default_factory=Future)
     # Once Redis has numbered the state; a retry then only sends it.
-    numbered: Numbered | None = None
+    numbered: Latest | None = None
     # The monotonic time after which a state that keeps failing is given up.
     give_up_at: float = 0.0
     # For a group job's sum of its parts: the sum's version (see store._SAVE_STATE).

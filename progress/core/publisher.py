@@ -25,7 +25,7 @@ from progress.core import metrics
 from progress.core.leases import Leases
 from progress.core.outage import REDIS_UNAVAILABLE, retry_delay
 from progress.core.outgoing import Outgoing, coalesce
-from progress.core.store import GroupSum, Numbered, StateStore
+from progress.core.store import GroupSum, Latest, StateStore
 from progress.jsonlog import about
 from progress.protocol.frames import job_frame, log_frame
 from progress.protocol.layer import (
@@ -143,20 +143,20 @@ class Publisher:
         loop.call_soon_threadsafe(self._enqueue, item)
         return item.future
 
-    def number(self, state: JobState, floor: int = 0, timeout: float = 10.0) -> Numbered | None:
+    def number(self, state: JobState, floor: int = 0, timeout: float = 10.0) -> Latest | None:
         """Numbers a state in Redis without sending it, waiting for it (and adds a part's to
         its group's sum); None if the job had already ended. send() sends it later: a final
         state reaches browsers only once the job_finished receivers ran (machine)."""
         return self.call(self._number(state, floor), timeout)
 
-    async def _number(self, state: JobState, floor: int) -> Numbered | None:
+    async def _number(self, state: JobState, floor: int) -> Latest | None:
         assert self._store is not None
         numbered = await self._store.save(state, floor)
         if numbered is not None and state.parent:
             await self._add_to_groups([state])
         return numbered
 
-    def send(self, state: JobState, numbered: Numbered) -> concurrent.futures.Future[Mark | None]:
+    def send(self, state: JobState, numbered: Latest) -> concurrent.futures.Future[Mark | None]:
         """Queues a state number() numbered, to be sent after the job's states queued before."""
         loop = self._ensure_loop()
         item = Outgoing(state, 0, numbered=numbered)
@@ -295,14 +295,14 @@ class Publisher:
             group_progress(group, total, now)
             self._enqueue(Outgoing(group, 0, version=total.version))
 
-    async def _refused(self, item: Outgoing) -> Numbered | None:
+    async def _refused(self, item: Outgoing) -> Latest | None:
         """Runs when Redis refuses a state: the job has ended, or Redis saved this very state
         before the connection dropped on a former try; then the stored final state goes out."""
         if item.give_up_at and item.state.is_final:
             assert self._store is not None
             latest = (await self._store.get_many([item.state.id])).get(item.state.id)
             if latest is not None and latest.final:
-                return Numbered(latest.seq, latest.json, latest.epoch)
+                return latest
         item.resolve(None)
         return None
 

@@ -75,25 +75,14 @@ class Latest(NamedTuple):
         return Mark(self.epoch, self.seq, self.final)
 
 
-class Numbered(NamedTuple):
-    """A state Redis has just numbered: its seq, its contract JSON and its epoch."""
-
-    seq: int
-    json: str
-    epoch: str
-
-    @property
-    def mark(self) -> Mark:
-        return Mark(self.epoch, self.seq)
-
-
 def new_epoch() -> str:
     """A fresh epoch for a numbering that starts (see SAVE_STATE); unique per job in practice."""
     return secrets.token_hex(6)
 
 
-def _numbered(row: Any) -> Numbered | None:
-    return Numbered(int(row[0]), str(row[1]), str(row[2])) if row else None
+def _numbered(row: Any, final: bool) -> Latest | None:
+    """A state SAVE_STATE just numbered, from its {seq, json, epoch}; None if it refused."""
+    return Latest(int(row[0]), str(row[1]), final, str(row[2])) if row else None
 
 
 def _group_sum(row: Any) -> GroupSum | None:
@@ -153,12 +142,12 @@ class StateStore:
         self._add_to_group = self.redis.register_script(ADD_TO_GROUP)
         self._settle_group = self.redis.register_script(SETTLE_GROUP)
 
-    async def save(self, state: JobState, floor: int = 0, version: int = 0) -> Numbered | None:
+    async def save(self, state: JobState, floor: int = 0, version: int = 0) -> Latest | None:
         """Stores a new state; returns it numbered, or None when the job has already ended
         (or, for a group's sum of that `version`, when a newer sum is stored)."""
         return (await self.save_many([(state, floor, version)]))[0]
 
-    async def save_many(self, states: Sequence[tuple[JobState, int, int]]) -> list[Numbered | None]:
+    async def save_many(self, states: Sequence[tuple[JobState, int, int]]) -> list[Latest | None]:
         """save() for each (state, floor, version) in order, in one round trip."""
         calls = []
         epoch = new_epoch()
@@ -170,20 +159,29 @@ class StateStore:
             calls.append(([state_key(state.id)], args))
         if len(calls) == 1:
             keys, args = calls[0]
-            return [_numbered(await self._save(keys=keys, args=args))]
-        try:
-            rows = await self._save_pipelined(calls)
-        except NoScriptError:  # Redis restarted or was flushed; nothing ran.
-            await self.redis.script_load(SAVE_STATE)
-            rows = await self._save_pipelined(calls)
-        return [_numbered(row) for row in rows]
+            return [_numbered(await self._save(keys=keys, args=args), states[0][0].is_final)]
+        rows = await self._pipelined(self._save, SAVE_STATE, calls)
+        return [
+            _numbered(row, state.is_final)
+            for row, (state, _f, _v) in zip(rows, states, strict=True)
+        ]
 
-    async def _save_pipelined(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+    async def _pipelined(
+        self, script: Any, source: str, calls: list[tuple[list[str], list[Any]]]
+    ) -> list[Any]:
+        """Runs `script` once per (keys, args) call, in one round trip."""
+        try:
+            return await self._evalsha_all(script.sha, calls)
+        except NoScriptError:  # Redis restarted or was flushed; nothing ran.
+            await self.redis.script_load(source)
+            return await self._evalsha_all(script.sha, calls)
+
+    async def _evalsha_all(self, sha: str, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
         # EVALSHA by hand: a pipeline given the Script object asks Redis whether the
         # script exists before every execute, a second round trip per batch.
         async with self.redis.pipeline(transaction=False) as pipe:
             for keys, args in calls:
-                pipe.evalsha(self._save.sha, len(keys), *keys, *args)
+                pipe.evalsha(sha, len(keys), *keys, *args)
             return list(await pipe.execute())
 
     async def get_many(self, job_ids: Sequence[str]) -> dict[str, Latest]:
@@ -205,16 +203,12 @@ class StateStore:
         epoch; returns what Redis holds of each afterwards, in one round trip."""
         if not rows:
             return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for state, seq in rows:
-                head, tail = state.encode()
-                args: list[Any] = [head, tail, int(seq), int(state.is_final), new_epoch(), self.ttl]
-                pipe.evalsha(self._seed.sha, 1, state_key(state.id), *args)
-            try:
-                found = await pipe.execute()
-            except NoScriptError:
-                await self.redis.script_load(SEED_STATE)
-                return await self.seed_many(rows)
+        calls: list[tuple[list[str], list[Any]]] = []
+        for state, seq in rows:
+            head, tail = state.encode()
+            args = [head, tail, int(seq), int(state.is_final), new_epoch(), self.ttl]
+            calls.append(([state_key(state.id)], args))
+        found = await self._pipelined(self._seed, SEED_STATE, calls)
         return [
             Latest(int(seq), str(payload), bool(int(final)), str(epoch))
             for seq, payload, epoch, final in found
@@ -259,18 +253,8 @@ class StateStore:
             args: list[Any] = [state.id, repr(float(state.current)), total, state.state.value]
             args += [int(state.is_final), self.ttl]
             calls.append(([group_key(state.parent), state_key(state.parent)], args))
-        try:
-            rows = await self._add_pipelined(calls)
-        except NoScriptError:
-            await self.redis.script_load(ADD_TO_GROUP)
-            rows = await self._add_pipelined(calls)
+        rows = await self._pipelined(self._add_to_group, ADD_TO_GROUP, calls)
         return [_group_sum(row) for row in rows]
-
-    async def _add_pipelined(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for keys, args in calls:
-                pipe.evalsha(self._add_to_group.sha, len(keys), *keys, *args)
-            return list(await pipe.execute())
 
     async def settle_group(self, job_id: str) -> bool:
         """True for the one caller that first finds every part of the group ended."""

@@ -86,6 +86,14 @@ class Mark(NamedTuple):
     seq: int
     final: bool = False
 
+    def replaces(self, held: Mark | None) -> bool:
+        """Whether a state at this mark replaces one held at `held` (None: nothing held)."""
+        if held is None:
+            return True
+        if self.epoch == held.epoch:
+            return self.seq > held.seq
+        return self.final or not held.final
+
 
 class NewestSeqs(dict[str, Mark]):
     """The newest state held of each job, by the contract's rule, applied the same way in
@@ -104,12 +112,7 @@ class NewestSeqs(dict[str, Mark]):
 
     def newer(self, job_id: str, mark: Mark) -> bool:
         """Whether a state of `job_id` at `mark` would replace the one held."""
-        held = self.get(job_id)
-        if held is None:
-            return True
-        if mark.epoch == held.epoch:
-            return mark.seq > held.seq
-        return mark.final or not held.final
+        return mark.replaces(self.get(job_id))
 
     def note(self, job_id: str, mark: Mark) -> bool:
         """Holds `mark` for `job_id` if it is newer; returns whether it was."""

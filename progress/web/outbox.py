@@ -107,8 +107,7 @@ class Outbox:
         for job_id, mark in shown.items():
             self.seen.note(job_id, mark)
             waiting = self._waiting.get(job_id)
-            # Gone unless it is still the newest held, and not the very state shown.
-            if waiting is not None and (waiting[0] == mark or self.seen[job_id] != waiting[0]):
+            if waiting is not None and (waiting[0] == mark or mark.replaces(waiting[0])):
                 del self._waiting[job_id]
         if self._waiting or self._logs:
             run_eagerly(self._write(None))

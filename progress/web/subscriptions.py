@@ -34,21 +34,19 @@ class Inbox:
         self._ready = asyncio.Event()
         # The newest state of each job the reader has been given.
         self.seen = NewestSeqs()
-        # The newest state of each job offered, given or not.
-        self._offered = NewestSeqs()
 
     def offer(self, job_id: str, mark: Mark, frame: str) -> None:
         """Runs on the hub's loop for each state of a job the reader watches."""
         if not self.seen.newer(job_id, mark):
             return
-        if self._offered.note(job_id, mark):
+        unread = self._unread.get(job_id)
+        if unread is None or mark.replaces(unread[0]):
             self._unread[job_id] = (mark, frame)
             self._ready.set()
 
     def given(self, job_id: str, mark: Mark) -> None:
         """Runs when the reader was handed a job's state another way (a snapshot, a read)."""
         self.seen.note(job_id, mark)
-        self._offered.note(job_id, mark)
 
     async def take(self, idle: float | None = None) -> tuple[str, Mark, str] | None:
         """The next unread (job id, seq, frame), waiting for one; None after `idle` seconds."""

@@ -97,7 +97,7 @@ export function isReplacement(held, offered) {
 }
 
 // The `held` parameter's value for what a client holds: `<id>:<epoch>:<seq>`, comma-separated.
-export function heldParameter(jobs) {
+function heldParameter(jobs) {
   return jobs
     .filter((job) => job && typeof job.id === "string" && typeof job.seq === "number")
     .slice(0, MAX_HELD)
